@@ -1,0 +1,1 @@
+"""The pure core of callsync: the rules that turn a call session into HubSpot objects, with no I/O."""

@@ -1,0 +1,110 @@
+"""Which side of a call is the customer: the counterparty, never the company's own number."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from callsync_dagster.core.phone import PhoneNumber, PhoneProblem, normalize_phone_number
+
+
+class CallDirection(StrEnum):
+    INBOUND = "INBOUND"
+    OUTBOUND = "OUTBOUND"
+
+
+_DIRECTION_SPELLINGS = {
+    "inbound": CallDirection.INBOUND,
+    "incoming": CallDirection.INBOUND,
+    "in": CallDirection.INBOUND,
+    "outbound": CallDirection.OUTBOUND,
+    "outgoing": CallDirection.OUTBOUND,
+    "out": CallDirection.OUTBOUND,
+}
+
+
+@dataclass(frozen=True)
+class Counterparty:
+    """The customer's side of a call and the direction it was read with."""
+
+    direction: CallDirection
+    number: PhoneNumber
+    raw_number: str | None
+    # Set when the session had no usable direction and it was read from the numbers instead.
+    direction_inferred_from: str | None = None
+
+
+@dataclass(frozen=True)
+class CounterpartyProblem:
+    """Why a session has no counterparty to match; becomes the session's skip reason."""
+
+    code: str
+    reason: str
+
+
+def parse_direction(raw: str | None) -> CallDirection | None:
+    """Read `direction` in any spelling the data contract allows; None when absent or unknown."""
+    if raw is None:
+        return None
+    return _DIRECTION_SPELLINGS.get(raw.strip().lower())
+
+
+def find_counterparty(
+    direction: str | None,
+    from_number: str | None,
+    to_number: str | None,
+    default_region: str = "SE",
+) -> Counterparty | CounterpartyProblem:
+    """Pick the customer's number: `from_number` for inbound calls, `to_number` for outbound ones.
+
+    A missing or unknown direction is not guessed. It is inferred only when exactly one side is a valid
+    number (the other being an extension, empty or hidden), and the result says so; otherwise the session
+    is skipped with the reason.
+    """
+    parsed_direction = parse_direction(direction)
+
+    if parsed_direction is None:
+        return _infer_from_numbers(direction, from_number, to_number, default_region)
+
+    raw = from_number if parsed_direction is CallDirection.INBOUND else to_number
+    side = "from_number" if parsed_direction is CallDirection.INBOUND else "to_number"
+    normalized = normalize_phone_number(raw, default_region)
+    if isinstance(normalized, PhoneProblem):
+        return CounterpartyProblem(
+            f"{normalized.kind}_number",
+            f"{side} of this {parsed_direction.value.lower()} call: {normalized.reason}",
+        )
+    return Counterparty(direction=parsed_direction, number=normalized, raw_number=raw)
+
+
+def _infer_from_numbers(
+    direction: str | None, from_number: str | None, to_number: str | None, default_region: str
+) -> Counterparty | CounterpartyProblem:
+    from_parsed = normalize_phone_number(from_number, default_region)
+    to_parsed = normalize_phone_number(to_number, default_region)
+    from_valid = isinstance(from_parsed, PhoneNumber)
+    to_valid = isinstance(to_parsed, PhoneNumber)
+
+    if isinstance(from_parsed, PhoneNumber) and not to_valid:
+        return Counterparty(
+            CallDirection.INBOUND,
+            from_parsed,
+            from_number,
+            direction_inferred_from="only from_number is a number",
+        )
+    if isinstance(to_parsed, PhoneNumber) and not from_valid:
+        return Counterparty(
+            CallDirection.OUTBOUND, to_parsed, to_number, direction_inferred_from="only to_number is a number"
+        )
+    if from_valid:
+        return CounterpartyProblem(
+            "unknown_direction",
+            f"unknown call direction {direction!r}: expected INBOUND or OUTBOUND (or INCOMING/OUTGOING), and "
+            "both numbers are valid, so the customer's side cannot be told apart; set direction on the call "
+            "session to sync it",
+        )
+    return CounterpartyProblem(
+        "unknown_direction",
+        f"unknown call direction {direction!r} and neither number is valid "
+        f"(from {from_number!r}, to {to_number!r}); set direction and the numbers on the call session",
+    )

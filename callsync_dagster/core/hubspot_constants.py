@@ -1,0 +1,44 @@
+"""HubSpot identifiers and limits that callsync relies on, named in one place.
+
+Source: HubSpot's CRM API documentation for calls, associations v4 and search (checked 2025-2026).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+ASSOCIATION_CATEGORY_HUBSPOT_DEFINED: Final = "HUBSPOT_DEFINED"
+
+# Association type ids; each direction has its own id.
+CALL_TO_CONTACT: Final = 194
+CALL_TO_COMPANY: Final = 182
+CALL_TO_DEAL: Final = 206
+CONTACT_TO_PRIMARY_COMPANY: Final = 1
+
+# hs_call_disposition values are GUIDs; these are HubSpot's built-in outcomes.
+DISPOSITION_CONNECTED: Final = "f240bbac-87c9-4f6e-bf70-924b57d47db7"
+DISPOSITION_NO_ANSWER: Final = "73a0d17f-1163-4015-bdd5-ec830791da20"
+
+CALL_STATUS_COMPLETED: Final = "COMPLETED"
+CALL_STATUS_NO_ANSWER: Final = "NO_ANSWER"
+
+# HubSpot documents 65,536 characters for text properties and note bodies; no separate limit is
+# documented for hs_call_body, so callsync keeps bodies within the same number.
+MAX_TEXT_PROPERTY_LENGTH: Final = 65_536
+
+# The properties callsync reads back when it confirms a CALL.
+CALL_PROPERTIES_READ: Final = (
+    "hs_timestamp",
+    "hs_call_title",
+    "hs_call_direction",
+    "hs_call_status",
+    "hs_call_external_id",
+    "hubspot_owner_id",
+)
+
+CONTACT_PROPERTIES_READ: Final = ("firstname", "lastname", "email", "phone", "mobilephone", "createdate")
+
+# HubSpot matches phone numbers through these calculated properties, which hold the national significant
+# number (no country code, no trunk zero).
+SEARCHABLE_PHONE_PROPERTY: Final = "hs_searchable_calculated_phone_number"
+SEARCHABLE_MOBILE_PROPERTY: Final = "hs_searchable_calculated_mobile_number"

@@ -1,0 +1,77 @@
+"""The unit of work that the call workflow's ops pass along: one call session and what was learnt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from callsync_dagster.core.counterparty import Counterparty
+from callsync_dagster.core.models import CallSession, SessionOutcome, SyncLogEntry, SyncStatus, Transcription
+
+
+@dataclass
+class CallSyncItem:
+    """One claimed session on its way through fetch, enrich, upsert, associate and write-back.
+
+    Each op fills in its part. Once `outcome` is set (skipped or failed), later ops pass the item along
+    untouched and write-back records it.
+    """
+
+    session: CallSession
+    transcription: Transcription | None = None
+    counterparty: Counterparty | None = None
+    owner_id: str | None = None
+    call_properties: dict[str, str] | None = None
+    contact_id: str | None = None
+    company_id: str | None = None
+    engagement_id: str | None = None
+    call_associations: list[dict[str, Any]] = field(default_factory=list)
+    log: list[SyncLogEntry] = field(default_factory=list)
+    outcome: SessionOutcome | None = None
+
+    @property
+    def is_done(self) -> bool:
+        return self.outcome is not None
+
+    def record(self, action: str, **details: Any) -> None:
+        self.log.append(SyncLogEntry(action=action, **details))
+
+    def skip(self, reason_code: str, reason: str) -> None:
+        self.outcome = SessionOutcome(status=SyncStatus.SKIPPED, reason=reason, reason_code=reason_code)
+        self.record("skipped", error=reason, detail={"reason_code": reason_code})
+
+    def fail(
+        self, reason_code: str, message: str, *, retryable: bool, correlation_id: str | None = None
+    ) -> None:
+        self.outcome = SessionOutcome(
+            status=SyncStatus.FAILED, reason=message, reason_code=reason_code, retryable=retryable
+        )
+        self.record(
+            "failed",
+            error=message,
+            hubspot_correlation_id=correlation_id,
+            detail={"reason_code": reason_code, "retryable": retryable},
+        )
+
+    def succeed(self) -> None:
+        self.outcome = SessionOutcome(
+            status=SyncStatus.SYNCED,
+            hubspot_contact_id=self.contact_id,
+            hubspot_company_id=self.company_id,
+            hubspot_engagement_id=self.engagement_id,
+        )
+
+
+@dataclass
+class CallSyncBatch:
+    """The sessions of one run, with the run's settings that every op needs."""
+
+    run_id: str
+    dry_run: bool
+    items: list[CallSyncItem]
+    # Set when HubSpot rejected the token or a scope: the run stops and write-back fails it after
+    # recording every session.
+    stop_reason: str | None = None
+
+    def open_items(self) -> list[CallSyncItem]:
+        return [item for item in self.items if not item.is_done]

@@ -1,0 +1,1 @@
+"""Database schema for callsync: SQL migrations and the code that applies them."""

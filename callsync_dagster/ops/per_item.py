@@ -1,0 +1,46 @@
+"""Run one step for each open session, so that one bad session never fails the others."""
+
+import logging
+from collections.abc import Callable
+
+from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
+from callsync_dagster.resources.hubspot_errors import (
+    HubSpotAuthError,
+    HubSpotError,
+    HubSpotRateLimitError,
+    HubSpotTransientError,
+)
+
+
+def for_each_open_item(
+    batch: CallSyncBatch, step: str, work: Callable[[CallSyncItem], None], log: logging.Logger
+) -> None:
+    """Apply `work` to every session still open, turning its failures into that session's outcome.
+
+    HubSpot auth failures are the exception: no session can succeed with a bad token, so every open
+    session is failed as retryable and the batch is marked to stop.
+    """
+    for item in batch.open_items():
+        try:
+            work(item)
+        except HubSpotAuthError as error:
+            stop_batch(batch, error, log)
+            return
+        except HubSpotError as error:
+            retryable = isinstance(error, HubSpotTransientError | HubSpotRateLimitError)
+            item.fail(f"hubspot_{step}", str(error), retryable=retryable, correlation_id=error.correlation_id)
+            log.warning("Call session %s failed in %s: %s", item.session.id, step, error)
+        except Exception as error:
+            # A bug or unexpected data must not take the rest of the batch down; the traceback goes to the
+            # log and the session is retried under the attempt limit.
+            item.fail(
+                f"error_{step}", f"unexpected {type(error).__name__} in {step}: {error}", retryable=True
+            )
+            log.exception("Call session %s failed in %s with an unexpected error", item.session.id, step)
+
+
+def stop_batch(batch: CallSyncBatch, error: HubSpotAuthError, log: logging.Logger) -> None:
+    batch.stop_reason = str(error)
+    log.error("Stopping the run: %s", error)
+    for item in batch.open_items():
+        item.fail("hubspot_auth", str(error), retryable=True, correlation_id=error.correlation_id)

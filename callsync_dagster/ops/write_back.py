@@ -1,0 +1,110 @@
+"""write-back: record every session's outcome in the database and summarise the run."""
+
+from collections import Counter
+from datetime import UTC, datetime
+
+from dagster import Failure, MetadataValue, OpExecutionContext, Output, op
+
+from callsync_dagster.core.models import SyncStatus
+from callsync_dagster.core.retry_policy import next_attempt_at
+from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
+from callsync_dagster.resources.hubspot import HubSpotResource
+from callsync_dagster.resources.postgres import PostgresResource
+from callsync_dagster.resources.settings import CallSyncSettings
+
+
+@op(description="Write each session's status, HubSpot ids and sync log rows; end with a summary of the run.")
+def write_back(
+    context: OpExecutionContext,
+    batch: CallSyncBatch,
+    postgres: PostgresResource,
+    hubspot: HubSpotResource,
+    settings: CallSyncSettings,
+) -> Output[dict[str, int]]:
+    now = datetime.now(UTC)
+    claims_lost = 0
+
+    for item in batch.items:
+        if item.outcome is None:
+            # Every op either finishes a session or leaves it open for the next; reaching here open is a
+            # bug, and the session is failed rather than left claimed.
+            item.fail("internal", "no step decided this session's outcome", retryable=True)
+        assert item.outcome is not None
+        retry_at = None
+        if item.outcome.status is SyncStatus.FAILED and item.outcome.retryable:
+            retry_at = next_attempt_at(
+                now,
+                item.session.sync_attempts,
+                settings.max_attempts,
+                settings.retry_initial_delay_minutes,
+                settings.retry_max_delay_minutes,
+            )
+        if item.outcome.status is not SyncStatus.SYNCED:
+            context.log.info(
+                "Call session %s %s: %s%s",
+                item.session.id,
+                item.outcome.status.value,
+                item.outcome.reason,
+                f" (next attempt {retry_at.isoformat()})" if retry_at else "",
+            )
+        if batch.dry_run:
+            continue
+        if not postgres.record_outcome(item.session.id, batch.run_id, item.outcome, item.log, retry_at):
+            claims_lost += 1
+            context.log.warning(
+                "Call session %s: the claim expired and another run took it; its outcome here was not written",
+                item.session.id,
+            )
+
+    counts = Counter(item.outcome.status.value for item in batch.items if item.outcome)
+    skip_reasons = Counter(
+        item.outcome.reason_code
+        for item in batch.items
+        if item.outcome and item.outcome.status is SyncStatus.SKIPPED
+    )
+    summary = {
+        "sessions": len(batch.items),
+        "synced": counts[SyncStatus.SYNCED.value],
+        "skipped": counts[SyncStatus.SKIPPED.value],
+        "failed": counts[SyncStatus.FAILED.value],
+        "claims_lost": claims_lost,
+        "hubspot_requests": hubspot.client.request_count,
+    }
+    context.log.info(
+        "%sSync run summary: %s; skipped by reason: %s",
+        "DRY RUN, nothing written. " if batch.dry_run else "",
+        " ".join(f"{name}={value}" for name, value in summary.items()),
+        dict(skip_reasons) or "none",
+    )
+
+    if batch.stop_reason:
+        raise Failure(
+            description=f"HubSpot rejected the credentials, so the run stopped: {batch.stop_reason}",
+            metadata={"sessions_failed": summary["failed"]},
+        )
+
+    return Output(
+        summary,
+        metadata={
+            **{name: MetadataValue.int(value) for name, value in summary.items()},
+            "dry_run": MetadataValue.bool(batch.dry_run),
+            "skipped_by_reason": MetadataValue.json(dict(skip_reasons)),
+            "sessions_table": MetadataValue.md(sessions_table(batch.items)),
+        },
+    )
+
+
+def sessions_table(items: list[CallSyncItem]) -> str:
+    """Render the run's sessions and their HubSpot ids as a Markdown table for the Dagster UI."""
+    lines = [
+        "| call session | Telavox call id | status | contact | company | CALL | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for item in items:
+        outcome = item.outcome
+        reason = (outcome.reason or "").replace("|", "/") if outcome else ""
+        lines.append(
+            f"| {item.session.id} | {item.session.telavox_call_id} | {outcome.status.value if outcome else ''} "
+            f"| {item.contact_id or ''} | {item.company_id or ''} | {item.engagement_id or ''} | {reason[:200]} |"
+        )
+    return "\n".join(lines)

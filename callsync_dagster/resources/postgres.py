@@ -1,0 +1,400 @@
+"""Supabase/PostgreSQL access: claiming call sessions, reading transcripts, writing outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from dagster import ConfigurableResource, InitResourceContext
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+from pydantic import Field, PrivateAttr, field_validator
+
+from callsync_dagster.core.models import CallSession, SessionOutcome, SyncLogEntry, SyncStatus, Transcription
+from callsync_dagster.db.schema_name import validate_schema_name
+
+_SESSION_COLUMNS = (
+    "id",
+    "telavox_call_id",
+    "telavox_org_id",
+    "hubspot_portal_id",
+    "direction",
+    "from_number",
+    "to_number",
+    "agent_user_id",
+    "hubspot_contact_id",
+    "hubspot_deal_id",
+    "started_at",
+    "answered_at",
+    "ended_at",
+    "recording_url",
+    "transcription_status",
+    "transcript",
+    "summary",
+    "hubspot_engagement_id",
+    "sync_attempts",
+)
+
+# Must match the predicate of telavox_call_sessions_sync_due_idx word for word, or the planner cannot
+# use that partial index.
+_DUE_PREDICATE = sql.SQL(
+    "ended_at IS NOT NULL"
+    " AND (sync_status IN ('pending', 'syncing') OR (sync_status = 'failed' AND sync_next_attempt_at IS NOT NULL))"
+)
+_DUE_AT = sql.SQL("coalesce(sync_next_attempt_at, ended_at)")
+
+# A session whose transcription has not finished is held back for the configured wait; after that it is
+# synced without a transcript.
+_TRANSCRIPT_READY = sql.SQL(
+    "(transcription_status IN ('completed', 'failed') OR ended_at <= now() - make_interval(mins => %(wait)s))"
+)
+
+
+@dataclass(frozen=True)
+class UnclaimedSession:
+    """A session that was asked for by id but not claimed, and why."""
+
+    session_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    sessions: list[CallSession]
+    unclaimed: list[UnclaimedSession]
+
+
+@dataclass(frozen=True)
+class DueSessions:
+    """What the sensor sees: the first due sessions and counts of the work still queued."""
+
+    sessions: list[CallSession]
+    waiting_for_transcript: int
+    waiting_for_retry: int
+    claimed: int
+
+
+class PostgresResource(ConfigurableResource):
+    """The Supabase/PostgreSQL database holding the call sessions, via a psycopg 3 connection pool.
+
+    Server-side prepared statements are disabled and every table name is schema-qualified, so the
+    resource also works through Supabase's transaction-mode pooler (port 6543), which keeps no session
+    state.
+    """
+
+    database_url: str = Field(description="libpq connection string or URL (set from CALLSYNC_DATABASE_URL).")
+    db_schema: str = Field(
+        default="public", description="Schema holding the call tables, e.g. call_intelligence."
+    )
+    pool_max_size: int = Field(default=4, description="Maximum connections this process keeps open.")
+
+    _pool: ConnectionPool | None = PrivateAttr(default=None)
+
+    @field_validator("db_schema")
+    @classmethod
+    def _check_schema(cls, value: str) -> str:
+        return validate_schema_name(value)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._open_pool()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def _open_pool(self) -> ConnectionPool:
+        if self._pool is None:
+            self._pool = ConnectionPool(
+                self.database_url,
+                min_size=1,
+                max_size=self.pool_max_size,
+                kwargs={"prepare_threshold": None, "row_factory": dict_row},
+                open=True,
+                name="callsync",
+            )
+        return self._pool
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """Yield a pooled connection inside a transaction that commits on success."""
+        with self._open_pool().connection() as conn:
+            yield conn  # type: ignore[misc]
+
+    def _table(self, name: str) -> sql.Identifier:
+        return sql.Identifier(self.db_schema, name)
+
+    # Reading
+
+    def find_due_sessions(self, limit: int, transcript_wait_minutes: int) -> DueSessions:
+        """Return the first `limit` sessions ready to sync, oldest due first, without claiming them.
+
+        The sensor and dry runs use this; it is bounded by `limit` and walks the partial index.
+        """
+        sessions_table = self._table("telavox_call_sessions")
+        query = sql.SQL(
+            "SELECT {columns} FROM {table} WHERE {due} AND {due_at} <= now() AND {ready} ORDER BY {due_at} LIMIT %(limit)s"
+        ).format(
+            columns=_session_columns(),
+            table=sessions_table,
+            due=_DUE_PREDICATE,
+            due_at=_DUE_AT,
+            ready=_TRANSCRIPT_READY,
+        )
+        counts_query = sql.SQL(
+            "SELECT"
+            " count(*) FILTER (WHERE sync_status = 'pending' AND NOT {ready}) AS waiting_for_transcript,"
+            " count(*) FILTER (WHERE sync_status = 'failed' AND {due_at} > now()) AS waiting_for_retry,"
+            " count(*) FILTER (WHERE sync_status = 'syncing' AND {due_at} > now()) AS claimed"
+            " FROM {table} WHERE {due}"
+        ).format(table=sessions_table, due=_DUE_PREDICATE, due_at=_DUE_AT, ready=_TRANSCRIPT_READY)
+
+        params = {"limit": limit, "wait": transcript_wait_minutes}
+        with self.connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+            counts = conn.execute(counts_query, params).fetchone() or {}
+        return DueSessions(
+            sessions=[CallSession.model_validate(row) for row in rows],
+            waiting_for_transcript=int(counts.get("waiting_for_transcript") or 0),
+            waiting_for_retry=int(counts.get("waiting_for_retry") or 0),
+            claimed=int(counts.get("claimed") or 0),
+        )
+
+    def find_sessions_by_id(self, session_ids: Sequence[str]) -> list[CallSession]:
+        """Read sessions by id without claiming them (dry runs)."""
+        query = sql.SQL(
+            "SELECT {columns} FROM {table} WHERE id = ANY(%(ids)s::uuid[]) ORDER BY started_at"
+        ).format(columns=_session_columns(), table=self._table("telavox_call_sessions"))
+        with self.connection() as conn:
+            rows = conn.execute(query, {"ids": list(session_ids)}).fetchall()
+        return [CallSession.model_validate(row) for row in rows]
+
+    def load_transcriptions(self, session_ids: Sequence[UUID]) -> dict[UUID, Transcription]:
+        """Return the newest transcription per session, falling back to the session's own columns."""
+        if not session_ids:
+            return {}
+        query = sql.SQL(
+            "SELECT s.id AS session_id, t.full_text, t.speaker_labels, t.summary AS t_summary, t.language,"
+            " t.call_session_id IS NOT NULL AS has_row, s.transcript, s.summary AS s_summary"
+            " FROM {sessions} s"
+            " LEFT JOIN LATERAL ("
+            "   SELECT * FROM {transcriptions} WHERE call_session_id = s.id ORDER BY created_at DESC, id DESC LIMIT 1"
+            " ) t ON true"
+            " WHERE s.id = ANY(%(ids)s::uuid[])"
+        ).format(sessions=self._table("telavox_call_sessions"), transcriptions=self._table("transcriptions"))
+        with self.connection() as conn:
+            rows = conn.execute(query, {"ids": [str(session_id) for session_id in session_ids]}).fetchall()
+
+        transcriptions = {}
+        for row in rows:
+            if row["has_row"]:
+                transcription = Transcription(
+                    full_text=row["full_text"],
+                    speaker_labels=row["speaker_labels"],
+                    summary=row["t_summary"] or row["s_summary"],
+                    language=row["language"],
+                    source="transcriptions",
+                )
+            else:
+                transcription = Transcription(
+                    full_text=row["transcript"], summary=row["s_summary"], source="call_session"
+                )
+            transcriptions[row["session_id"]] = transcription
+        return transcriptions
+
+    def load_blocked_numbers(self) -> list[tuple[str, str | None]]:
+        """Return every (phone_number, reason) of the blocklist, numbers as stored."""
+        query = sql.SQL("SELECT phone_number, reason FROM {}").format(self._table("blocked_numbers"))
+        with self.connection() as conn:
+            return [(row["phone_number"], row["reason"]) for row in conn.execute(query).fetchall()]
+
+    # Claiming
+
+    def claim_due_sessions(
+        self, run_id: str, limit: int, transcript_wait_minutes: int, lease_minutes: int
+    ) -> list[CallSession]:
+        """Claim up to `limit` due sessions for `run_id`.
+
+        FOR UPDATE SKIP LOCKED lets concurrent runs claim disjoint sets without waiting on each other. The
+        claim is a lease: sync_next_attempt_at is set to its expiry, after which a crashed run's sessions
+        are due again.
+        """
+        table = self._table("telavox_call_sessions")
+        query = sql.SQL(
+            "WITH due AS ("
+            "  SELECT id FROM {table} WHERE {due} AND {due_at} <= now() AND {ready}"
+            "  ORDER BY {due_at} LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+            ") "
+            "UPDATE {table} AS s SET {claim} FROM due WHERE s.id = due.id RETURNING {returning}"
+        ).format(
+            table=table,
+            due=_DUE_PREDICATE,
+            due_at=_DUE_AT,
+            ready=_TRANSCRIPT_READY,
+            claim=_CLAIM_ASSIGNMENTS,
+            returning=_session_columns("s"),
+        )
+        params = {"limit": limit, "wait": transcript_wait_minutes, "run_id": run_id, "lease": lease_minutes}
+        with self.connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+        return sorted((CallSession.model_validate(row) for row in rows), key=_session_sort_key)
+
+    def claim_sessions_by_id(
+        self, run_id: str, session_ids: Sequence[str], lease_minutes: int
+    ) -> ClaimResult:
+        """Claim the given sessions, whatever their retry time or transcript state.
+
+        An explicit id is an operator's request (a UI launch or a replay), so backoff and the transcript
+        wait are ignored; a synced session or one under another run's live claim is still never taken.
+        """
+        table = self._table("telavox_call_sessions")
+        query = sql.SQL(
+            "WITH wanted AS ("
+            "  SELECT id FROM {table} WHERE id = ANY(%(ids)s::uuid[]) AND ended_at IS NOT NULL"
+            "  AND sync_status <> 'synced'"
+            "  AND NOT (sync_status = 'syncing' AND sync_next_attempt_at > now())"
+            "  FOR UPDATE SKIP LOCKED"
+            ") "
+            "UPDATE {table} AS s SET {claim} FROM wanted WHERE s.id = wanted.id RETURNING {returning}"
+        ).format(table=table, claim=_CLAIM_ASSIGNMENTS, returning=_session_columns("s"))
+        status_query = sql.SQL(
+            "SELECT id::text AS id, sync_status, sync_claim_run_id, ended_at FROM {table} WHERE id = ANY(%(ids)s::uuid[])"
+        ).format(table=table)
+
+        params = {"ids": list(session_ids), "run_id": run_id, "lease": lease_minutes}
+        with self.connection() as conn:
+            rows = conn.execute(query, params).fetchall()
+            states = {row["id"]: row for row in conn.execute(status_query, params).fetchall()}
+
+        sessions = sorted((CallSession.model_validate(row) for row in rows), key=_session_sort_key)
+        claimed_ids = {str(session.id) for session in sessions}
+        unclaimed = []
+        for session_id in session_ids:
+            if session_id in claimed_ids:
+                continue
+            unclaimed.append(UnclaimedSession(session_id, _unclaimed_reason(states.get(session_id))))
+        return ClaimResult(sessions=sessions, unclaimed=unclaimed)
+
+    # Writing
+
+    def record_sync_log(self, session_id: UUID, run_id: str, entries: Sequence[SyncLogEntry]) -> None:
+        """Write sync log rows at once, outside an outcome (intents recorded before a HubSpot write)."""
+        with self.connection() as conn:
+            self._insert_log_entries(conn, session_id, run_id, entries)
+
+    def record_outcome(
+        self,
+        session_id: UUID,
+        run_id: str,
+        outcome: SessionOutcome,
+        log_entries: Sequence[SyncLogEntry],
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Write a session's outcome and its sync log rows in one transaction.
+
+        The update only applies while `run_id` still holds the claim. Returns False when the claim was
+        lost (the lease expired and another run took the session); the log rows are written either way,
+        so the audit trail keeps what this run did.
+        """
+        failed = outcome.status is SyncStatus.FAILED
+        query = sql.SQL(
+            "UPDATE {table} SET"
+            " sync_status = %(status)s,"
+            " sync_reason = %(reason)s,"
+            " sync_reason_code = %(reason_code)s,"
+            " last_error = CASE WHEN %(failed)s THEN %(reason)s ELSE last_error END,"
+            " sync_next_attempt_at = %(next_attempt_at)s,"
+            " sync_claim_run_id = NULL,"
+            " sync_claimed_at = NULL,"
+            " hubspot_contact_id = coalesce(%(contact_id)s, hubspot_contact_id),"
+            " hubspot_company_id = coalesce(%(company_id)s, hubspot_company_id),"
+            " hubspot_engagement_id = coalesce(%(engagement_id)s, hubspot_engagement_id),"
+            " synced_at = CASE WHEN %(status)s = 'synced' THEN now() ELSE synced_at END,"
+            " updated_at = now()"
+            " WHERE id = %(id)s AND sync_claim_run_id = %(run_id)s"
+        ).format(table=self._table("telavox_call_sessions"))
+        params = {
+            "id": session_id,
+            "run_id": run_id,
+            "status": outcome.status.value,
+            "reason": outcome.reason,
+            "reason_code": outcome.reason_code,
+            "failed": failed,
+            "next_attempt_at": next_attempt_at,
+            "contact_id": outcome.hubspot_contact_id,
+            "company_id": outcome.hubspot_company_id,
+            "engagement_id": outcome.hubspot_engagement_id,
+        }
+        with self.connection() as conn:
+            updated = conn.execute(query, params).rowcount == 1
+            self._insert_log_entries(conn, session_id, run_id, log_entries)
+        return updated
+
+    def _insert_log_entries(
+        self, conn: psycopg.Connection[Any], session_id: UUID, run_id: str, entries: Sequence[SyncLogEntry]
+    ) -> None:
+        if not entries:
+            return
+        query = sql.SQL(
+            "INSERT INTO {} (call_session_id, run_id, action, hubspot_object_id, hubspot_correlation_id, error, detail)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+        ).format(self._table("callsync_sync_log"))
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                query,
+                [
+                    (
+                        session_id,
+                        run_id,
+                        entry.action,
+                        entry.hubspot_object_id,
+                        entry.hubspot_correlation_id,
+                        entry.error,
+                        Jsonb(entry.detail) if entry.detail is not None else None,
+                    )
+                    for entry in entries
+                ],
+            )
+
+
+_CLAIM_ASSIGNMENTS = sql.SQL(
+    "sync_status = 'syncing',"
+    " sync_claim_run_id = %(run_id)s,"
+    " sync_claimed_at = now(),"
+    " sync_next_attempt_at = now() + make_interval(mins => %(lease)s),"
+    " sync_attempts = s.sync_attempts + 1,"
+    " updated_at = now()"
+)
+
+
+def _session_columns(alias: str | None = None) -> sql.Composed:
+    return sql.SQL(", ").join(
+        sql.Identifier(alias, column) if alias else sql.Identifier(column) for column in _SESSION_COLUMNS
+    )
+
+
+def _session_sort_key(session: CallSession) -> tuple[str, str]:
+    moment = session.started_at or session.ended_at
+    return (moment.isoformat() if moment else "", str(session.id))
+
+
+def _unclaimed_reason(state: dict[str, Any] | None) -> str:
+    if state is None:
+        return "no call session has this id"
+    if state["ended_at"] is None:
+        return "the call has not ended yet"
+    if state["sync_status"] == SyncStatus.SYNCED:
+        return "already synced to HubSpot"
+    if state["sync_status"] == SyncStatus.SYNCING:
+        return f"claimed by run {state['sync_claim_run_id']}, whose lease has not expired"
+    return "locked by another run at the moment of the claim; launch it again"

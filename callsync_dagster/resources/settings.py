@@ -1,0 +1,54 @@
+"""The sync policy shared by the call workflow's ops and sensor."""
+
+from __future__ import annotations
+
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from dagster import ConfigurableResource
+from pydantic import Field, field_validator
+
+
+class CallSyncSettings(ConfigurableResource):
+    """How callsync reads numbers and times, and when it syncs, retries and gives up."""
+
+    default_region: str = Field(
+        default="SE", description="Region for numbers without a country code (ISO 3166)."
+    )
+    timezone: str = Field(
+        default="Europe/Stockholm", description="Time zone of the local date in CALL titles."
+    )
+    contact_policy: Literal["create", "skip"] = Field(
+        default="create",
+        description="What to do when no contact has the caller's number: create one or skip.",
+    )
+    transcript_wait_minutes: int = Field(
+        default=120, description="How long after hang-up to wait for a transcript before syncing without one."
+    )
+    claim_lease_minutes: int = Field(
+        default=30, description="How long a run's claim on a session lasts before another run may take it."
+    )
+    max_attempts: int = Field(
+        default=5, description="Attempts before a failing session stays failed for good."
+    )
+    retry_initial_delay_minutes: float = Field(default=5.0, description="Delay before the second attempt.")
+    retry_max_delay_minutes: float = Field(default=360.0, description="Longest delay between two attempts.")
+
+    @field_validator("default_region")
+    @classmethod
+    def _check_region(cls, value: str) -> str:
+        if value.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"Unknown phone region {value!r}: use an ISO 3166 code such as 'SE' or 'NO'.")
+        return value.upper()
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(
+                f"Unknown time zone {value!r}: use an IANA name such as 'Europe/Stockholm'."
+            ) from error
+        return value

@@ -1,0 +1,1 @@
+"""Sensors: the triggers that launch sync runs when work appears."""
