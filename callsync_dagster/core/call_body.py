@@ -93,9 +93,7 @@ def build_call_body(
             for turn in turns
         ]
     elif full_text and full_text.strip():
-        transcript_blocks = [
-            f"<p>{escape(line.strip())}</p>" for line in full_text.splitlines() if line.strip()
-        ]
+        transcript_blocks = [f"<p>{escape(line.strip())}</p>" for line in full_text.splitlines() if line.strip()]
     else:
         transcript_blocks = ["<p><em>No transcript is available for this call.</em></p>"]
 
@@ -135,6 +133,5 @@ def _cut_summary(summary: str, max_length: int) -> str:
 
 def _truncation_marker(shown: int, total: int) -> str:
     return (
-        f"<p><em>[Transcript truncated to fit HubSpot's property size limit: "
-        f"{shown} of {total} turns shown]</em></p>"
+        f"<p><em>[Transcript truncated to fit HubSpot's property size limit: {shown} of {total} turns shown]</em></p>"
     )

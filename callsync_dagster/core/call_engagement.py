@@ -50,9 +50,7 @@ def build_call_properties(
     """Map a call session to HubSpot CALL properties; every value is a string, as on the wire."""
     moment = call_timestamp(session)
     if moment is None:
-        raise ValueError(
-            f"call session {session.id} has neither started_at nor ended_at, so it has no time to log"
-        )
+        raise ValueError(f"call session {session.id} has neither started_at nor ended_at, so it has no time to log")
 
     answered = session.answered_at is not None
     properties = {
@@ -91,9 +89,7 @@ def build_call_associations(
     return [
         {
             "to": {"id": object_id},
-            "types": [
-                {"associationCategory": hs.ASSOCIATION_CATEGORY_HUBSPOT_DEFINED, "associationTypeId": type_id}
-            ],
+            "types": [{"associationCategory": hs.ASSOCIATION_CATEGORY_HUBSPOT_DEFINED, "associationTypeId": type_id}],
         }
         for object_id, type_id in targets
         if object_id

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import phonenumbers
 
 # Values Telavox and PBXs send for a caller who withheld the number.
-_HIDDEN_NUMBER_MARKERS = frozenset(
-    {"", "anonymous", "unknown", "private", "hidden", "withheld", "restricted"}
-)
+_HIDDEN_NUMBER_MARKERS = frozenset({"", "anonymous", "unknown", "private", "hidden", "withheld", "restricted"})
 
 # "+46 (0)70-123 45 67": the bracketed trunk zero is a print convention, never dialled.
 _BRACKETED_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")

@@ -40,9 +40,7 @@ class CallSyncItem:
         self.outcome = SessionOutcome(status=SyncStatus.SKIPPED, reason=reason, reason_code=reason_code)
         self.record("skipped", error=reason, detail={"reason_code": reason_code})
 
-    def fail(
-        self, reason_code: str, message: str, *, retryable: bool, correlation_id: str | None = None
-    ) -> None:
+    def fail(self, reason_code: str, message: str, *, retryable: bool, correlation_id: str | None = None) -> None:
         self.outcome = SessionOutcome(
             status=SyncStatus.FAILED, reason=message, reason_code=reason_code, retryable=retryable
         )

@@ -59,7 +59,9 @@ def enrich(
             )
 
         if counterparty.number.e164 in blocked:
-            reason = f"blocked number {counterparty.number.e164}: {blocked[counterparty.number.e164] or 'no reason given'}"
+            reason = (
+                f"blocked number {counterparty.number.e164}: {blocked[counterparty.number.e164] or 'no reason given'}"
+            )
             item.skip("blocked_number", reason)
             context.log.info("Skipped call session %s: %s", session.id, reason)
             return
@@ -101,9 +103,7 @@ def blocked_numbers_by_e164(
     return blocked, unusable
 
 
-def build_body(
-    transcription: Transcription | None, transcription_status: str | None, wait_minutes: int
-) -> str:
+def build_body(transcription: Transcription | None, transcription_status: str | None, wait_minutes: int) -> str:
     """Build the CALL body, saying why when there is no transcript to show."""
     transcription = transcription or Transcription(source="none")
     turns = parse_speaker_turns(transcription.speaker_labels)

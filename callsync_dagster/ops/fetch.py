@@ -52,9 +52,7 @@ def fetch(
         if config.session_ids:
             sessions = postgres.find_sessions_by_id(config.session_ids)
         else:
-            sessions = postgres.find_due_sessions(
-                config.max_batch_size, settings.transcript_wait_minutes
-            ).sessions
+            sessions = postgres.find_due_sessions(config.max_batch_size, settings.transcript_wait_minutes).sessions
         context.log.info("Dry run: read %d call sessions without claiming them", len(sessions))
 
     elif config.session_ids:
@@ -70,6 +68,4 @@ def fetch(
         )
         context.log.info("Claimed %d due call sessions", len(sessions))
 
-    return CallSyncBatch(
-        run_id=run_id, dry_run=config.dry_run, items=[CallSyncItem(session) for session in sessions]
-    )
+    return CallSyncBatch(run_id=run_id, dry_run=config.dry_run, items=[CallSyncItem(session) for session in sessions])

@@ -17,9 +17,7 @@ from callsync_dagster.resources.settings import CallSyncSettings
 _DRY_RUN_BODY_PREVIEW = 300
 
 
-@op(
-    description="Find or create each session's contact, look up its primary company, create the CALL idempotently."
-)
+@op(description="Find or create each session's contact, look up its primary company, create the CALL idempotently.")
 def upsert(
     context: OpExecutionContext,
     batch: CallSyncBatch,
@@ -31,24 +29,18 @@ def upsert(
 
     def upsert_one(item: CallSyncItem) -> None:
         if not resolve_contact(item, client, settings, batch.dry_run):
-            context.log.info(
-                "Skipped call session %s: %s", item.session.id, item.outcome and item.outcome.reason
-            )
+            context.log.info("Skipped call session %s: %s", item.session.id, item.outcome and item.outcome.reason)
             return
         if item.contact_id:
             item.company_id = client.get_primary_company_id(item.contact_id)
-        item.call_associations = build_call_associations(
-            item.contact_id, item.company_id, item.session.hubspot_deal_id
-        )
+        item.call_associations = build_call_associations(item.contact_id, item.company_id, item.session.hubspot_deal_id)
         create_call_once(item, client, postgres, batch, context)
 
     for_each_open_item(batch, "upsert", upsert_one, context.log)
     return batch
 
 
-def resolve_contact(
-    item: CallSyncItem, client: HubSpotClient, settings: CallSyncSettings, dry_run: bool
-) -> bool:
+def resolve_contact(item: CallSyncItem, client: HubSpotClient, settings: CallSyncSettings, dry_run: bool) -> bool:
     """Set `item.contact_id`; return False when the session was skipped for want of a contact."""
     session = item.session
     if session.hubspot_contact_id:
@@ -130,9 +122,7 @@ def create_call_once(
 
     # The intent is committed before the request, so an operator can tell from the sync log that a
     # CALL may exist even when the run died before write-back.
-    intent = SyncLogEntry(
-        action="call_create_requested", detail={"hs_call_external_id": session.telavox_call_id}
-    )
+    intent = SyncLogEntry(action="call_create_requested", detail={"hs_call_external_id": session.telavox_call_id})
     postgres.record_sync_log(session.id, batch.run_id, [intent])
     item.engagement_id = client.create_call(item.call_properties, item.call_associations)
     item.record("call_created", hubspot_object_id=item.engagement_id)

@@ -58,9 +58,7 @@ def write_back(
 
     counts = Counter(item.outcome.status.value for item in batch.items if item.outcome)
     skip_reasons = Counter(
-        item.outcome.reason_code
-        for item in batch.items
-        if item.outcome and item.outcome.status is SyncStatus.SKIPPED
+        item.outcome.reason_code for item in batch.items if item.outcome and item.outcome.status is SyncStatus.SKIPPED
     )
     summary = {
         "sessions": len(batch.items),

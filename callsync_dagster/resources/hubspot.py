@@ -103,9 +103,7 @@ class HubSpotClient:
     def create_contact(self, properties: dict[str, str]) -> str:
         """Create a contact and return its id; a 409 for an existing email returns that contact's id."""
         try:
-            created = self._request(
-                "POST", PATHS["contacts_create"], json={"properties": properties}, idempotent=False
-            )
+            created = self._request("POST", PATHS["contacts_create"], json={"properties": properties}, idempotent=False)
         except HubSpotConflictError as conflict:
             if conflict.existing_id:
                 return conflict.existing_id
@@ -166,15 +164,11 @@ class HubSpotClient:
     def get_call(self, call_id: str) -> dict[str, Any]:
         """Read a CALL back with its properties and its contact, company and deal associations."""
         params = {"properties": ",".join(hs.CALL_PROPERTIES_READ), "associations": "contacts,companies,deals"}
-        return self._request(
-            "GET", PATHS["call_read"].format(call_id=call_id), params=params, idempotent=True
-        )
+        return self._request("GET", PATHS["call_read"].format(call_id=call_id), params=params, idempotent=True)
 
     def associate_call(self, call_id: str, to_object_type: str, to_id: str) -> None:
         """Add the default association from a CALL to a contact, company or deal (safe to repeat)."""
-        path = PATHS["call_associate_default"].format(
-            call_id=call_id, to_object_type=to_object_type, to_id=to_id
-        )
+        path = PATHS["call_associate_default"].format(call_id=call_id, to_object_type=to_object_type, to_id=to_id)
         self._request("PUT", path, idempotent=True)
 
     # Transport
@@ -291,9 +285,7 @@ def _error_from_response(response: httpx.Response, method: str, path: str) -> Hu
     if status == 429:
         return HubSpotRateLimitError(message, policy_name=body.get("policyName"), **details)
     if status in _TRANSIENT_STATUSES or status >= 500:
-        return HubSpotTransientError(
-            message, may_have_applied=status in _MAY_HAVE_APPLIED_STATUSES, **details
-        )
+        return HubSpotTransientError(message, may_have_applied=status in _MAY_HAVE_APPLIED_STATUSES, **details)
     return HubSpotError(message, **details)
 
 
@@ -307,9 +299,7 @@ class HubSpotResource(ConfigurableResource):
     access_token: str = Field(description="HubSpot private-app access token (set from HUBSPOT_ACCESS_TOKEN).")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="HubSpot API base URL.")
     timeout_seconds: float = Field(default=30.0, description="Timeout of each HTTP request, in seconds.")
-    max_retries: int = Field(
-        default=4, description="Retries of one request after a 429, 5xx or network failure."
-    )
+    max_retries: int = Field(default=4, description="Retries of one request after a 429, 5xx or network failure.")
     backoff_initial_seconds: float = Field(default=1.0, description="First retry delay; doubles each retry.")
     backoff_max_seconds: float = Field(default=30.0, description="Longest delay between two retries.")
 

@@ -90,9 +90,7 @@ class PostgresResource(ConfigurableResource):
     """
 
     database_url: str = Field(description="libpq connection string or URL (set from CALLSYNC_DATABASE_URL).")
-    db_schema: str = Field(
-        default="public", description="Schema holding the call tables, e.g. call_intelligence."
-    )
+    db_schema: str = Field(default="public", description="Schema holding the call tables, e.g. call_intelligence.")
     pool_max_size: int = Field(default=4, description="Maximum connections this process keeps open.")
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
@@ -172,9 +170,9 @@ class PostgresResource(ConfigurableResource):
 
     def find_sessions_by_id(self, session_ids: Sequence[str]) -> list[CallSession]:
         """Read sessions by id without claiming them (dry runs)."""
-        query = sql.SQL(
-            "SELECT {columns} FROM {table} WHERE id = ANY(%(ids)s::uuid[]) ORDER BY started_at"
-        ).format(columns=_session_columns(), table=self._table("telavox_call_sessions"))
+        query = sql.SQL("SELECT {columns} FROM {table} WHERE id = ANY(%(ids)s::uuid[]) ORDER BY started_at").format(
+            columns=_session_columns(), table=self._table("telavox_call_sessions")
+        )
         with self.connection() as conn:
             rows = conn.execute(query, {"ids": list(session_ids)}).fetchall()
         return [CallSession.model_validate(row) for row in rows]
@@ -249,9 +247,7 @@ class PostgresResource(ConfigurableResource):
             rows = conn.execute(query, params).fetchall()
         return sorted((CallSession.model_validate(row) for row in rows), key=_session_sort_key)
 
-    def claim_sessions_by_id(
-        self, run_id: str, session_ids: Sequence[str], lease_minutes: int
-    ) -> ClaimResult:
+    def claim_sessions_by_id(self, run_id: str, session_ids: Sequence[str], lease_minutes: int) -> ClaimResult:
         """Claim the given sessions, whatever their retry time or transcript state.
 
         An explicit id is an operator's request (a UI launch or a replay), so backoff and the transcript

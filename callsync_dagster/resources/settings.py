@@ -13,12 +13,8 @@ from pydantic import Field, field_validator
 class CallSyncSettings(ConfigurableResource):
     """How callsync reads numbers and times, and when it syncs, retries and gives up."""
 
-    default_region: str = Field(
-        default="SE", description="Region for numbers without a country code (ISO 3166)."
-    )
-    timezone: str = Field(
-        default="Europe/Stockholm", description="Time zone of the local date in CALL titles."
-    )
+    default_region: str = Field(default="SE", description="Region for numbers without a country code (ISO 3166).")
+    timezone: str = Field(default="Europe/Stockholm", description="Time zone of the local date in CALL titles.")
     contact_policy: Literal["create", "skip"] = Field(
         default="create",
         description="What to do when no contact has the caller's number: create one or skip.",
@@ -29,9 +25,7 @@ class CallSyncSettings(ConfigurableResource):
     claim_lease_minutes: int = Field(
         default=30, description="How long a run's claim on a session lasts before another run may take it."
     )
-    max_attempts: int = Field(
-        default=5, description="Attempts before a failing session stays failed for good."
-    )
+    max_attempts: int = Field(default=5, description="Attempts before a failing session stays failed for good.")
     retry_initial_delay_minutes: float = Field(default=5.0, description="Delay before the second attempt.")
     retry_max_delay_minutes: float = Field(default=360.0, description="Longest delay between two attempts.")
 
@@ -48,7 +42,5 @@ class CallSyncSettings(ConfigurableResource):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as error:
-            raise ValueError(
-                f"Unknown time zone {value!r}: use an IANA name such as 'Europe/Stockholm'."
-            ) from error
+            raise ValueError(f"Unknown time zone {value!r}: use an IANA name such as 'Europe/Stockholm'.") from error
         return value
