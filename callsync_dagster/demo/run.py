@@ -1,0 +1,186 @@
+"""`callsync demo` and `callsync ui`: the seeded demo data synced into the local HubSpot stand-in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg import sql
+
+from callsync_dagster.db.embedded import start_embedded_postgres
+from callsync_dagster.db.migrate import apply_migrations
+from callsync_dagster.demo.seed_data import DemoDataset, build_demo_dataset, insert_demo_dataset
+from callsync_dagster.hubspot_standin import StandinServer
+
+# The demo owns this schema and drops it on every start, so it never touches application data even when
+# DATABASE_URL points at a real database.
+DEMO_SCHEMA = "callsync_demo"
+# Sent only to the local stand-in; not a HubSpot credential.
+DEMO_TOKEN = "demo-standin-token"
+UI_STANDIN_PORT = 8765
+UI_PORT = 3000
+
+
+def project_dir() -> Path:
+    """Return the folder the demo keeps its data in: the current directory (the checkout, under make)."""
+    return Path.cwd()
+
+
+def prepare_database(keep_running: bool) -> str:
+    """Return the demo database URL (DATABASE_URL, else an embedded server under .pgdata/), migrated."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        print(f"Using the database from DATABASE_URL, schema {DEMO_SCHEMA}")
+    else:
+        url = start_embedded_postgres(project_dir() / ".pgdata", keep_running=keep_running)
+        print("Started embedded PostgreSQL with its data in .pgdata/")
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(DEMO_SCHEMA)))
+    applied = apply_migrations(url, DEMO_SCHEMA)
+    print(f"Applied migrations: {', '.join(applied)}")
+    return url
+
+
+def seed(url: str, standin: StandinServer) -> DemoDataset:
+    dataset = build_demo_dataset()
+    with psycopg.connect(url) as conn:
+        insert_demo_dataset(conn, DEMO_SCHEMA, dataset)
+    httpx.post(f"{standin.url}/_standin/seed", json=dataset.standin_seed, timeout=30).raise_for_status()
+    print(f"Seeded {len(dataset.sessions)} call sessions and the stand-in's owners, companies and contacts")
+    return dataset
+
+
+def configure_environment(database_url: str, standin_url: str) -> Path:
+    """Point the code location's resources at the demo database and stand-in; return DAGSTER_HOME."""
+    dagster_home = project_dir() / ".dagster_home"
+    dagster_home.mkdir(exist_ok=True)
+    shutil.copy(project_dir() / "dagster.yaml", dagster_home / "dagster.yaml")
+    os.environ.update(
+        {
+            "CALLSYNC_DATABASE_URL": database_url,
+            "CALLSYNC_DB_SCHEMA": DEMO_SCHEMA,
+            "HUBSPOT_ACCESS_TOKEN": DEMO_TOKEN,
+            "HUBSPOT_BASE_URL": standin_url,
+            "DAGSTER_HOME": str(dagster_home),
+        }
+    )
+    return dagster_home
+
+
+def run_demo() -> int:
+    """Sync the demo data through Dagster, print the results and compare them with what was seeded."""
+    started = time.monotonic()
+    database_url = prepare_database(keep_running=False)
+
+    with StandinServer(tokens=[DEMO_TOKEN]) as standin:
+        dataset = seed(database_url, standin)
+        configure_environment(database_url, standin.url)
+
+        # Imported only now: the code location reads its settings from the environment when loaded.
+        from dagster import DagsterInstance
+
+        from callsync_dagster.definitions import defs
+        from callsync_dagster.jobs import SYNC_CALLS_JOB_NAME
+
+        job = defs.resolve_job_def(SYNC_CALLS_JOB_NAME)
+        instance = DagsterInstance.get()
+        runs = 0
+        while True:
+            result = job.execute_in_process(
+                instance=instance,
+                run_config={"ops": {"fetch": {"config": {"max_batch_size": 100}}}},
+                tags={"callsync/trigger": "demo"},
+                raise_on_error=False,
+            )
+            runs += 1
+            if not result.success:
+                print(f"Run {result.run_id} failed; open it with `make ui` to read its logs", file=sys.stderr)
+                return 1
+            if result.output_for_node("write_back")["sessions"] == 0:
+                break
+
+        requests = httpx.get(f"{standin.url}/_standin/requests", timeout=10).json()
+
+    actual = count_outcomes(database_url)
+    expected = expected_report_counts(dataset)
+    print_report(actual, expected, requests, runs, time.monotonic() - started)
+    return 0 if report_mismatches(actual, expected) == [] else 1
+
+
+def count_outcomes(database_url: str) -> Counter[str]:
+    """Count the demo sessions by sync status, and skipped or failed ones also by reason code."""
+    query = sql.SQL("SELECT sync_status, sync_reason_code, count(*) FROM {} GROUP BY 1, 2").format(
+        sql.Identifier(DEMO_SCHEMA, "telavox_call_sessions")
+    )
+    counts: Counter[str] = Counter()
+    with psycopg.connect(database_url) as conn:
+        for status, reason_code, number in conn.execute(query).fetchall():
+            counts[status] += number
+            if status in ("skipped", "failed"):
+                counts[f"{status}: {reason_code}"] += number
+    return counts
+
+
+def expected_report_counts(dataset: DemoDataset) -> Counter[str]:
+    """Translate the seeded expectations into the report's keys; sessions not yet due stay pending."""
+    expected: Counter[str] = Counter()
+    for status, reason_code in dataset.expected.values():
+        key = "pending" if status == "not_eligible" else status
+        expected[key] += 1
+        if status in ("skipped", "failed"):
+            expected[f"{status}: {reason_code}"] += 1
+    return expected
+
+
+def print_report(
+    actual: Counter[str], expected: Counter[str], requests: dict[str, Any], runs: int, seconds: float
+) -> None:
+    print()
+    print(f"{'outcome':<34}{'sessions':>10}{'seeded as':>11}")
+    for key in sorted(set(actual) | set(expected)):
+        print(f"{key:<34}{actual[key]:>10}{expected[key]:>11}")
+    print()
+    print(f"Dagster runs:        {runs}")
+    print(f"HubSpot requests:    {requests.get('total', '?')}")
+    print(f"Time taken:          {seconds:.1f} s")
+    print("Open the runs, their logs and the session table with `make ui`.")
+
+
+def report_mismatches(actual: Counter[str], expected: Counter[str]) -> list[str]:
+    mismatched = sorted(key for key in set(actual) | set(expected) if actual[key] != expected[key])
+    for key in mismatched:
+        print(f"MISMATCH {key}: {actual[key]} after the sync, {expected[key]} expected from the seed", file=sys.stderr)
+    return mismatched
+
+
+def run_ui() -> int:
+    """Serve the Dagster UI on 127.0.0.1:3000 over freshly seeded demo data, with the sensor running."""
+    database_url = prepare_database(keep_running=True)
+    with StandinServer(tokens=[DEMO_TOKEN], port=UI_STANDIN_PORT) as standin:
+        seed(database_url, standin)
+        configure_environment(database_url, standin.url)
+        print(f"HubSpot stand-in on {standin.url} (written CALLs: {standin.url}/_standin/objects/calls)")
+        print(f"Dagster UI on http://127.0.0.1:{UI_PORT}; stop with Ctrl-C")
+        command = [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(UI_PORT),
+        ]
+        try:
+            return subprocess.call(command)
+        except KeyboardInterrupt:
+            return 0
