@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from callsync_dagster.db.embedded import database_answers, start_embedded_postgres
 from callsync_dagster.db.migrate import apply_migrations
-from callsync_dagster.hubspot_standin import StandinServer
+from callsync_dagster.hubspot_standin import StandinServer, StandinState
 from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.hubspot import HubSpotResource
 from callsync_dagster.resources.postgres import PostgresResource
@@ -86,7 +86,7 @@ def postgres(database_url: str, db_schema: str) -> Iterator[PostgresResource]:
 
 @pytest.fixture(scope="session")
 def standin_server() -> Iterator[StandinServer]:
-    with StandinServer(tokens=[STANDIN_TOKEN]) as server:
+    with StandinServer(StandinState(tokens=[STANDIN_TOKEN], rate_limit_per_interval=1000, search_per_second=100)) as server:
         yield server
 
 
@@ -105,6 +105,8 @@ def hubspot(standin: StandinServer) -> HubSpotResource:
         timeout_seconds=5.0,
         backoff_initial_seconds=0.01,
         backoff_max_seconds=0.05,
+        requests_per_ten_seconds=1000,
+        searches_per_second=100,
     )
 
 

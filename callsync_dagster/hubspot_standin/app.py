@@ -1,6 +1,6 @@
 """Starlette app of the HubSpot stand-in: routes, authentication, rate limits, injected faults and error bodies.
 
-The handlers only parse the request and call StandinState, which holds every rule. Routes under /crm need a
+The handlers only parse the request and call StandinState, which implements every rule. Routes under /crm need a
 configured bearer token. Routes under /_standin are the admin API for tests and demos and need none.
 """
 
@@ -62,14 +62,13 @@ def _correlation_id(request: Request) -> str:
 
 
 def error_response(error: StandinError, correlation_id: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """Build HubSpot's error response; the correlation id header is set here too for 500s, which bypass the
-    middleware."""
+    """Build HubSpot's error response, correlation id header included, because 500 responses bypass the middleware."""
     all_headers = {**(headers or {}), **error.headers, CORRELATION_ID_HEADER: correlation_id}
     return JSONResponse(error.to_body(correlation_id), status_code=error.status, headers=all_headers)
 
 
 async def _read_json(request: Request) -> tuple[Any, int]:
-    """Return the parsed JSON body and its length in characters; raise a 400 like HubSpot's for invalid JSON."""
+    """Return the parsed JSON body and its length in characters, or raise a 400 like HubSpot's for invalid JSON."""
     raw = await request.body()
     try:
         text = raw.decode("utf-8")
@@ -135,8 +134,13 @@ def crm_endpoint(handler: Handler, *, search: bool = False) -> Callable[[Request
             response = await handler(request, state)
         except StandinError as error:
             logger.info(
-                "answered %s %s with %d %s: %s (correlation id %s)",
-                request.method, request.url.path, error.status, error.category, error.message, correlation_id,
+                "responded to %s %s with %d %s: %s (correlation id %s)",
+                request.method,
+                request.url.path,
+                error.status,
+                error.category,
+                error.message,
+                correlation_id,
             )
             response = error_response(error, correlation_id)
 
@@ -217,7 +221,7 @@ async def list_objects(request: Request, state: StandinState) -> Response:
     properties = _csv_param(request, "properties")
     page = state.list_objects(
         request.path_params["object_type"],
-        limit=request.query_params.get("limit", LIST_DEFAULT_LIMIT),  # type: ignore[arg-type]
+        limit=request.query_params.get("limit", LIST_DEFAULT_LIMIT),
         after=request.query_params.get("after"),
         properties=properties or None,
         associations=_csv_param(request, "associations"),
@@ -250,8 +254,10 @@ async def search(request: Request, state: StandinState) -> Response:
 async def get_associations(request: Request, state: StandinState) -> Response:
     params = request.path_params
     page = state.get_associations(
-        params["from_type"], params["from_id"], params["to_type"],
-        limit=request.query_params.get("limit", ASSOCIATIONS_PAGE_DEFAULT_LIMIT),  # type: ignore[arg-type]
+        params["from_type"],
+        params["from_id"],
+        params["to_type"],
+        limit=request.query_params.get("limit", ASSOCIATIONS_PAGE_DEFAULT_LIMIT),
         after=request.query_params.get("after"),
     )
     return JSONResponse(page)
@@ -282,16 +288,14 @@ async def batch_read_associations(request: Request, state: StandinState) -> Resp
 async def list_owners(request: Request, state: StandinState) -> Response:
     page = state.list_owners(
         email=request.query_params.get("email"),
-        limit=request.query_params.get("limit", OWNERS_DEFAULT_LIMIT),  # type: ignore[arg-type]
+        limit=request.query_params.get("limit", OWNERS_DEFAULT_LIMIT),
         after=request.query_params.get("after"),
     )
     return JSONResponse(page)
 
 
 async def get_owner(request: Request, state: StandinState) -> Response:
-    owner = state.get_owner(
-        request.path_params["owner_id"], id_property=request.query_params.get("idProperty", "id")
-    )
+    owner = state.get_owner(request.path_params["owner_id"], id_property=request.query_params.get("idProperty", "id"))
     return JSONResponse(owner)
 
 
@@ -389,19 +393,23 @@ def _routes() -> list[Route]:
     routes += [
         Route(
             "/crm/v4/objects/{from_type}/{from_id}/associations/default/{to_type}/{to_id}",
-            crm_endpoint(create_default_association), methods=["PUT"],
+            crm_endpoint(create_default_association),
+            methods=["PUT"],
         ),
         Route(
             "/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}",
-            crm_endpoint(get_associations), methods=["GET"],
+            crm_endpoint(get_associations),
+            methods=["GET"],
         ),
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/create",
-            crm_endpoint(batch_create_associations), methods=["POST"],
+            crm_endpoint(batch_create_associations),
+            methods=["POST"],
         ),
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/read",
-            crm_endpoint(batch_read_associations), methods=["POST"],
+            crm_endpoint(batch_read_associations),
+            methods=["POST"],
         ),
         # hubspot-api-client 12.0.0 requests the owner list with a trailing slash.
         Route("/crm/v3/owners", crm_endpoint(list_owners), methods=["GET"]),
@@ -422,7 +430,7 @@ def _routes() -> list[Route]:
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
-    """Answer unknown routes and methods with HubSpot's error body in place of Starlette's plain text."""
+    """Return HubSpot's error body for an unknown route or method, in place of Starlette's plain text."""
     assert isinstance(exc, HTTPException)
     category = DEFAULT_CATEGORY_BY_STATUS.get(exc.status_code, CATEGORY_FOR_UNKNOWN_ROUTE)
     message = f"No route for {request.method} {request.url.path}: {exc.detail}"
@@ -455,4 +463,3 @@ def create_app(state: StandinState | None = None, **state_options: Any) -> Starl
     app.state.standin = state
     app.add_middleware(CorrelationIdMiddleware, standin=state)
     return app
-

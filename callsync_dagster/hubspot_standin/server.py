@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import socket
@@ -11,6 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import uvicorn
@@ -37,13 +39,23 @@ DEFAULT_PORT = 8765
 class StandinServer:
     """The stand-in served by uvicorn in a daemon thread on 127.0.0.1.
 
-    Use it as a context manager, or call start() and stop(). port=0 picks a free port; `url` gives the base URL
-    once started.
+    Use it as a context manager, or call start() and stop(). port=0 picks a free port, and `url` gives the base URL
+    once started. Pass either a state or StandinState's keyword arguments (tokens, rate_limit_per_interval,
+    search_per_second, daily_limit, default_phone_region), as StandinServer(tokens=["test-token"]).
     """
 
     def __init__(
-        self, state: StandinState, *, port: int = 0, start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
+        self,
+        state: StandinState | None = None,
+        *,
+        port: int = 0,
+        start_timeout: float = DEFAULT_START_TIMEOUT_SECONDS,
+        **state_options: Any,
     ) -> None:
+        if state is None:
+            state = StandinState(**state_options)
+        elif state_options:
+            raise TypeError("StandinServer takes either a state or StandinState options, not both.")
         self.state = state
         self._requested_port = port
         self._start_timeout = start_timeout
@@ -64,7 +76,7 @@ class StandinServer:
         return f"http://{HOST}:{self.port}"
 
     def start(self) -> StandinServer:
-        """Bind the port, start uvicorn and return once GET /_standin/health answers 200.
+        """Bind the port, start uvicorn and return once GET /_standin/health returns 200.
 
         Raises RuntimeError if the server thread stops or the health check does not pass in start_timeout s.
         """
@@ -77,11 +89,16 @@ class StandinServer:
         self._port = listener.getsockname()[1]
 
         config = uvicorn.Config(
-            create_app(self.state), log_level="warning", access_log=False, lifespan="off",
+            create_app(self.state),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [listener]}, name=f"hubspot-standin-{self._port}",
+            target=self._server.run,
+            kwargs={"sockets": [listener]},
+            name=f"hubspot-standin-{self._port}",
             daemon=True,
         )
         self._thread.start()
@@ -95,7 +112,7 @@ class StandinServer:
 
     def _wait_until_healthy(self) -> None:
         deadline = time.monotonic() + self._start_timeout
-        last_error = "no answer yet"
+        last_error = "no response yet"
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if self._thread is None or not self._thread.is_alive():
@@ -109,7 +126,7 @@ class StandinServer:
                     last_error = repr(error)
                 time.sleep(0.02)
         raise RuntimeError(
-            f"HubSpot stand-in at {self.url} did not answer {HEALTH_PATH} within {self._start_timeout} s "
+            f"HubSpot stand-in at {self.url} did not respond to {HEALTH_PATH} within {self._start_timeout} s "
             f"(last result: {last_error})."
         )
 
@@ -120,8 +137,9 @@ class StandinServer:
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_SECONDS)
             if self._thread.is_alive():
-                logger.warning("HubSpot stand-in thread on port %s did not stop within %s s",
-                               self._port, STOP_TIMEOUT_SECONDS)
+                logger.warning(
+                    "HubSpot stand-in thread on port %s did not stop within %s s", self._port, STOP_TIMEOUT_SECONDS
+                )
         if self._socket is not None:
             self._socket.close()
         was_running = self._thread is not None
@@ -135,7 +153,10 @@ class StandinServer:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -145,31 +166,60 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="python -m callsync_dagster.hubspot_standin",
         description="Serve the local HubSpot stand-in on 127.0.0.1 until interrupted.",
     )
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"TCP port on 127.0.0.1; 0 picks a free one (default {DEFAULT_PORT})")
     parser.add_argument(
-        "--token", action="append", required=True,
-        help="bearer token that /crm requests must send; repeat for several. It is visible in the process list, "
-             "so use a test value",
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port on 127.0.0.1, or 0 for a free one (default {DEFAULT_PORT})",
     )
-    parser.add_argument("--seed-file", type=Path,
-                        help="JSON file in the POST /_standin/seed format, loaded before serving")
-    parser.add_argument("--rate-limit", type=int, default=DEFAULT_RATE_LIMIT_PER_INTERVAL,
-                        help="requests per token in any rolling 10 s window, search excluded "
-                             f"(default {DEFAULT_RATE_LIMIT_PER_INTERVAL})")
-    parser.add_argument("--search-per-second", type=int, default=DEFAULT_SEARCH_PER_SECOND,
-                        help=f"search requests per token per second (default {DEFAULT_SEARCH_PER_SECOND})")
-    parser.add_argument("--daily-limit", type=int, default=DEFAULT_DAILY_LIMIT,
-                        help=f"requests per token until restart or reset (default {DEFAULT_DAILY_LIMIT})")
-    parser.add_argument("--phone-region", default=DEFAULT_PHONE_REGION,
-                        help=f"region for phone numbers without country code (default {DEFAULT_PHONE_REGION})")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                        help="log level of the stand-in and uvicorn (default info)")
+    parser.add_argument(
+        "--token",
+        action="append",
+        required=True,
+        help="bearer token that /crm requests must send. Repeat the option for several tokens. It is visible in the process list, "
+        "so use a test value",
+    )
+    parser.add_argument(
+        "--seed-file", type=Path, help="JSON file in the POST /_standin/seed format, loaded before serving"
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        default=DEFAULT_RATE_LIMIT_PER_INTERVAL,
+        help="requests per token in any rolling 10 s window, search excluded "
+        f"(default {DEFAULT_RATE_LIMIT_PER_INTERVAL})",
+    )
+    parser.add_argument(
+        "--search-per-second",
+        type=int,
+        default=DEFAULT_SEARCH_PER_SECOND,
+        help=f"search requests per token per second (default {DEFAULT_SEARCH_PER_SECOND})",
+    )
+    parser.add_argument(
+        "--daily-limit",
+        type=int,
+        default=DEFAULT_DAILY_LIMIT,
+        help=f"requests per token until restart or reset (default {DEFAULT_DAILY_LIMIT})",
+    )
+    parser.add_argument(
+        "--phone-region",
+        default=DEFAULT_PHONE_REGION,
+        help=f"region for phone numbers without country code (default {DEFAULT_PHONE_REGION})",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="log level of the stand-in and uvicorn (default info)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the stand-in in the foreground until SIGINT or SIGTERM; return the exit code."""
+    """Serve the stand-in in the foreground and return 0 after SIGINT.
+
+    SIGTERM also shuts uvicorn down cleanly, but uvicorn then raises it again, so the process ends by that signal.
+    """
     parser = _build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -197,5 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = uvicorn.Config(create_app(state), host=HOST, port=args.port, log_level=args.log_level)
     logger.info("serving the HubSpot stand-in on http://%s:%d with %d tokens", HOST, args.port, len(state.tokens))
-    uvicorn.Server(config).run()
+    # uvicorn shuts down cleanly on SIGINT and then raises it again, which arrives here as KeyboardInterrupt.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
+    logger.info("HubSpot stand-in stopped")
     return 0

@@ -4,9 +4,10 @@ This module does no HTTP. Its methods take and return JSON-shaped dicts in HubSp
 StandinError for every failure, which app.py turns into HubSpot's error body. Every public method takes the
 state's lock, so tests may call the state directly while the server thread serves requests.
 
-Shapes, limits and error bodies follow HubSpot's public CRM v3/v4 documentation as of 2025-2026. Object type ids
-(0-1 and so on), v3 association names and the inverse association type ids that the callsync reference does not
-list come from HubSpot's association type table and are not checked against a live account.
+Shapes, limits and error bodies follow HubSpot's documented CRM v3/v4 API (2025-2026). Where HubSpot documents no
+behaviour, a comment says which choice the stand-in made.
+NOTE: the inverse association type ids (such as 193 for contact to call), the v3 association names and the object
+type ids (0-1 and so on) have not been checked against HubSpot's published tables or a live account.
 """
 
 from __future__ import annotations
@@ -143,29 +144,64 @@ OBJECT_TYPES: dict[str, ObjectTypeSchema] = {
     schema.name: schema
     for schema in (
         ObjectTypeSchema(
-            "contacts", "0-1", "contact", "createdate", "lastmodifieddate",
+            "contacts",
+            "0-1",
+            "contact",
+            "createdate",
+            "lastmodifieddate",
             ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
         ),
         ObjectTypeSchema(
-            "companies", "0-2", "company", "createdate", "hs_lastmodifieddate",
+            "companies",
+            "0-2",
+            "company",
+            "createdate",
+            "hs_lastmodifieddate",
             ("createdate", "domain", "hs_lastmodifieddate", "hs_object_id", "name"),
         ),
         ObjectTypeSchema(
-            "deals", "0-3", "deal", "createdate", "hs_lastmodifieddate",
-            ("amount", "closedate", "createdate", "dealname", "dealstage", "hs_lastmodifieddate",
-             "hs_object_id", "pipeline"),
+            "deals",
+            "0-3",
+            "deal",
+            "createdate",
+            "hs_lastmodifieddate",
+            (
+                "amount",
+                "closedate",
+                "createdate",
+                "dealname",
+                "dealstage",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "pipeline",
+            ),
         ),
         ObjectTypeSchema(
-            "calls", "0-48", "call", "hs_createdate", "hs_lastmodifieddate",
-            ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"), required_properties=("hs_timestamp",),
+            "calls",
+            "0-48",
+            "call",
+            "hs_createdate",
+            "hs_lastmodifieddate",
+            ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+            required_properties=("hs_timestamp",),
         ),
         ObjectTypeSchema(
-            "notes", "0-46", "note", "hs_createdate", "hs_lastmodifieddate",
-            ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"), required_properties=("hs_timestamp",),
+            "notes",
+            "0-46",
+            "note",
+            "hs_createdate",
+            "hs_lastmodifieddate",
+            ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+            required_properties=("hs_timestamp",),
         ),
         ObjectTypeSchema(
-            "tasks", "0-27", "task", "hs_createdate", "hs_lastmodifieddate",
-            ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"), required_properties=("hs_timestamp",),
+            "tasks",
+            "0-27",
+            "task",
+            "hs_createdate",
+            "hs_lastmodifieddate",
+            ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+            required_properties=("hs_timestamp",),
         ),
     )
 }
@@ -183,13 +219,28 @@ CALCULATED_PHONE_SOURCES: dict[str, str] = {
 
 CALL_DIRECTIONS = ("INBOUND", "OUTBOUND")
 CALL_STATUSES = (
-    "BUSY", "CALLING_CRM_USER", "CANCELED", "COMPLETED", "CONNECTING", "FAILED", "IN_PROGRESS", "MISSED",
-    "NO_ANSWER", "QUEUED", "RINGING",
+    "BUSY",
+    "CALLING_CRM_USER",
+    "CANCELED",
+    "COMPLETED",
+    "CONNECTING",
+    "FAILED",
+    "IN_PROGRESS",
+    "MISSED",
+    "NO_ANSWER",
+    "QUEUED",
+    "RINGING",
 )
 CALL_SOURCES = ("INTEGRATIONS_PLATFORM",)
 LIFECYCLE_STAGES = (
-    "subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer",
-    "evangelist", "other",
+    "subscriber",
+    "lead",
+    "marketingqualifiedlead",
+    "salesqualifiedlead",
+    "opportunity",
+    "customer",
+    "evangelist",
+    "other",
 )
 TASK_STATUSES = ("NOT_STARTED", "IN_PROGRESS", "WAITING", "COMPLETED", "DEFERRED")
 TASK_PRIORITIES = ("NONE", "LOW", "MEDIUM", "HIGH")
@@ -225,28 +276,48 @@ STANDARD_PROPERTIES: dict[str, dict[str, PropertyDefinition]] = {
     "contacts": _definitions(
         PropertyDefinition("email", "email"),
         *_string_definitions(
-            "firstname", "lastname", "phone", "mobilephone", "company", "jobtitle", "website", "city", "country",
+            "firstname",
+            "lastname",
+            "phone",
+            "mobilephone",
+            "company",
+            "jobtitle",
+            "website",
+            "city",
+            "country",
         ),
         PropertyDefinition("lifecyclestage", "enumeration", LIFECYCLE_STAGES),
-        _OWNER, _OBJECT_ID, _CREATEDATE,
+        _OWNER,
+        _OBJECT_ID,
+        _CREATEDATE,
         PropertyDefinition("lastmodifieddate", "datetime", read_only=True),
         PropertyDefinition(CALCULATED_PHONE_PROPERTY, read_only=True),
         PropertyDefinition(CALCULATED_MOBILE_PROPERTY, read_only=True),
     ),
     "companies": _definitions(
         *_string_definitions("name", "domain", "phone", "website", "city", "country"),
-        _OWNER, _OBJECT_ID, _CREATEDATE, _HS_LASTMODIFIEDDATE,
+        _OWNER,
+        _OBJECT_ID,
+        _CREATEDATE,
+        _HS_LASTMODIFIEDDATE,
     ),
     "deals": _definitions(
         *_string_definitions("dealname", "pipeline", "dealstage"),
         PropertyDefinition("amount", "number"),
         PropertyDefinition("closedate", "datetime"),
-        _OWNER, _OBJECT_ID, _CREATEDATE, _HS_LASTMODIFIEDDATE,
+        _OWNER,
+        _OBJECT_ID,
+        _CREATEDATE,
+        _HS_LASTMODIFIEDDATE,
     ),
     "calls": _definitions(
         _HS_TIMESTAMP,
         *_string_definitions(
-            "hs_call_title", "hs_call_body", "hs_call_disposition", "hs_call_from_number", "hs_call_to_number",
+            "hs_call_title",
+            "hs_call_body",
+            "hs_call_disposition",
+            "hs_call_from_number",
+            "hs_call_to_number",
             "hs_call_external_id",
         ),
         PropertyDefinition("hs_call_direction", "enumeration", CALL_DIRECTIONS),
@@ -254,10 +325,17 @@ STANDARD_PROPERTIES: dict[str, dict[str, PropertyDefinition]] = {
         PropertyDefinition("hs_call_status", "enumeration", CALL_STATUSES),
         PropertyDefinition("hs_call_recording_url", "https_url"),
         PropertyDefinition("hs_call_source", "enumeration", CALL_SOURCES),
-        _OWNER, _OBJECT_ID, _HS_CREATEDATE, _HS_LASTMODIFIEDDATE,
+        _OWNER,
+        _OBJECT_ID,
+        _HS_CREATEDATE,
+        _HS_LASTMODIFIEDDATE,
     ),
     "notes": _definitions(
-        PropertyDefinition("hs_note_body"), _HS_TIMESTAMP, _OWNER, _OBJECT_ID, _HS_CREATEDATE,
+        PropertyDefinition("hs_note_body"),
+        _HS_TIMESTAMP,
+        _OWNER,
+        _OBJECT_ID,
+        _HS_CREATEDATE,
         _HS_LASTMODIFIEDDATE,
     ),
     "tasks": _definitions(
@@ -265,7 +343,11 @@ STANDARD_PROPERTIES: dict[str, dict[str, PropertyDefinition]] = {
         PropertyDefinition("hs_task_status", "enumeration", TASK_STATUSES),
         PropertyDefinition("hs_task_priority", "enumeration", TASK_PRIORITIES),
         PropertyDefinition("hs_task_type", "enumeration", TASK_TYPES),
-        _HS_TIMESTAMP, _OWNER, _OBJECT_ID, _HS_CREATEDATE, _HS_LASTMODIFIEDDATE,
+        _HS_TIMESTAMP,
+        _OWNER,
+        _OBJECT_ID,
+        _HS_CREATEDATE,
+        _HS_LASTMODIFIEDDATE,
     ),
 }
 
@@ -285,7 +367,7 @@ class AssociationType:
     to_type: str
     name: str  # the v3 name, e.g. "call_to_contact"
     inverse_id: int  # the same association seen from the other object
-    label: str | None = None  # the v4 label; None for unlabeled types
+    label: str | None = None  # the v4 label, None for unlabeled types
     is_default: bool = True  # the unlabeled type that PUT .../associations/default/... creates
 
 
@@ -299,7 +381,7 @@ def _association_pair(
     inverse_label: str | None = None,
     name_suffix: str = "",
 ) -> tuple[AssociationType, AssociationType]:
-    """Build both directions of an association type; a labeled pair is never the default one."""
+    """Build both directions of an association type. A labeled pair is never the default one."""
     forward_name = f"{OBJECT_TYPES[from_type].singular}_to_{OBJECT_TYPES[to_type].singular}{name_suffix}"
     inverse_name = f"{OBJECT_TYPES[to_type].singular}_to_{OBJECT_TYPES[from_type].singular}{name_suffix}"
     is_default = label is None
@@ -313,8 +395,7 @@ ASSOCIATION_TYPES: dict[int, AssociationType] = {
     association_type.type_id: association_type
     for association_type in itertools.chain(
         # Contact to company: 1 marks the primary company, and every associated company also carries 279.
-        _association_pair("contacts", "companies", 1, 2, label="Primary",
-                          inverse_label="Contact with Primary Company"),
+        _association_pair("contacts", "companies", 1, 2, label="Primary", inverse_label="Contact with Primary Company"),
         # A primary pair owns the plain v3 names, so the unlabeled pair's names end in "_unlabeled".
         _association_pair("contacts", "companies", 279, 280, name_suffix="_unlabeled"),
         _association_pair("deals", "companies", 5, 6, label="Primary", inverse_label="Deal with Primary Company"),
@@ -450,8 +531,7 @@ def property_values_error(issues: Sequence[PropertyIssue]) -> StandinError:
         for issue in issues
     ]
     errors = [
-        {"message": issue.message, "code": issue.code, "context": {"propertyName": [issue.name]}}
-        for issue in issues
+        {"message": issue.message, "code": issue.code, "context": {"propertyName": [issue.name]}} for issue in issues
     ]
     message = "Property values were not valid: " + json.dumps(details, separators=(",", ":"))
     return validation_error(message, errors=errors)
@@ -469,7 +549,7 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_datetime_value(value: str) -> datetime | None:
-    """Parse epoch milliseconds or an ISO-8601 date or date-time; return None if it is neither.
+    """Parse epoch milliseconds or an ISO-8601 date or date-time, or return None if the value is neither.
 
     A value without a time zone is taken as UTC.
     """
@@ -511,7 +591,7 @@ _EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 def _wire_string(value: Any) -> str | None:
-    """Convert a JSON property value to HubSpot's string form; None and "" clear the property."""
+    """Convert a JSON property value to HubSpot's string form. None and "" become None, which clears the property."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -530,7 +610,7 @@ def _wire_string(value: Any) -> str | None:
 
 @dataclass
 class CrmObject:
-    """One stored CRM object; every property value is a string."""
+    """One stored CRM object, with every property value as a string."""
 
     object_type: str
     id: str
@@ -575,6 +655,7 @@ class Fault:
     status: int
     remaining: int
     path_contains: str = ""
+    path: str | None = None  # if set, the whole path must be equal, so "/crm/v3/objects/calls" skips .../search
     method: str | None = None
     category: str | None = None
     message: str | None = None
@@ -585,6 +666,8 @@ class Fault:
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
+            return False
+        if self.path is not None and self.path != path:
             return False
         return self.path_contains in path
 
@@ -603,6 +686,7 @@ class Fault:
             "status": self.status,
             "remaining": self.remaining,
             "path_contains": self.path_contains,
+            "path": self.path,
             "method": self.method,
             "category": self.category,
             "message": self.message,
@@ -624,9 +708,7 @@ class RateLimitDecision:
 # Search requests and filter evaluation
 # ---------------------------------------------------------------------------------------------------------------
 
-SEARCH_OPERATORS_WITH_VALUE = frozenset(
-    {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"}
-)
+SEARCH_OPERATORS_WITH_VALUE = frozenset({"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"})
 SEARCH_OPERATORS_WITH_VALUES = frozenset({"IN", "NOT_IN"})
 SEARCH_OPERATORS_WITHOUT_VALUE = frozenset({"HAS_PROPERTY", "NOT_HAS_PROPERTY"})
 SEARCH_OPERATORS = (
@@ -728,13 +810,11 @@ def property_filter_matches(stored: str | None, search_filter: SearchFilter, def
 
 
 def _compare(left: float | str, right: float | str) -> int:
-    if type(left) is not type(right):
-        left, right = str(left), str(right)
-    if left < right:  # type: ignore[operator]
-        return -1
-    if left > right:  # type: ignore[operator]
-        return 1
-    return 0
+    """Return -1, 0 or 1. comparable_value gives both sides the same type for one property."""
+    if isinstance(left, float) and isinstance(right, float):
+        return (left > right) - (left < right)
+    left_text, right_text = str(left), str(right)
+    return (left_text > right_text) - (left_text < right_text)
 
 
 def _require_mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -802,17 +882,17 @@ def _wire_string_or_none(value: Any) -> str | None:
 
 
 def parse_search_request(body: Any, body_chars: int) -> SearchRequest:
-    """Check a search body against HubSpot's limits and parse it; raise StandinError (400) when it breaks one."""
+    """Check a search body against HubSpot's limits and parse it. Raise StandinError (400) if it breaks one."""
     if body_chars > SEARCH_MAX_BODY_CHARS:
         raise validation_error(
-            f"Search request body is {body_chars} characters long; the maximum is {SEARCH_MAX_BODY_CHARS}."
+            f"Search request body is {body_chars} characters long, but the maximum is {SEARCH_MAX_BODY_CHARS}."
         )
     request = _require_mapping(body, "the request body")
 
     raw_groups = _require_list(request.get("filterGroups", []), "filterGroups")
     if len(raw_groups) > SEARCH_MAX_FILTER_GROUPS:
         raise validation_error(
-            f"Too many filter groups: {len(raw_groups)}; the maximum is {SEARCH_MAX_FILTER_GROUPS}."
+            f"Too many filter groups: {len(raw_groups)}, but the maximum is {SEARCH_MAX_FILTER_GROUPS}."
         )
     groups: list[tuple[SearchFilter, ...]] = []
     for group_index, raw_group in enumerate(raw_groups):
@@ -820,17 +900,19 @@ def parse_search_request(body: Any, body_chars: int) -> SearchRequest:
         raw_filters = _require_list(group.get("filters", []), f"filterGroups[{group_index}].filters")
         if len(raw_filters) > SEARCH_MAX_FILTERS_PER_GROUP:
             raise validation_error(
-                f"Too many filters in filterGroups[{group_index}]: {len(raw_filters)}; the maximum is "
+                f"Too many filters in filterGroups[{group_index}]: {len(raw_filters)}, but the maximum is "
                 f"{SEARCH_MAX_FILTERS_PER_GROUP}."
             )
-        groups.append(tuple(
-            _parse_filter(raw_filter, f"filterGroups[{group_index}].filters[{filter_index}]")
-            for filter_index, raw_filter in enumerate(raw_filters)
-        ))
+        groups.append(
+            tuple(
+                _parse_filter(raw_filter, f"filterGroups[{group_index}].filters[{filter_index}]")
+                for filter_index, raw_filter in enumerate(raw_filters)
+            )
+        )
     total_filters = sum(len(group) for group in groups)
     if total_filters > SEARCH_MAX_FILTERS_TOTAL:
         raise validation_error(
-            f"Too many filters: {total_filters} in all groups; the maximum is {SEARCH_MAX_FILTERS_TOTAL}."
+            f"Too many filters: {total_filters} in all groups, but the maximum is {SEARCH_MAX_FILTERS_TOTAL}."
         )
 
     raw_properties = request.get("properties")
@@ -854,7 +936,7 @@ def parse_search_request(body: Any, body_chars: int) -> SearchRequest:
 def _parse_sorts(raw_sorts: Any) -> tuple[str | None, bool]:
     sorts = _require_list(raw_sorts, "sorts")
     if len(sorts) > SEARCH_MAX_SORTS:
-        raise validation_error(f"Too many sorts: {len(sorts)}; the maximum is {SEARCH_MAX_SORTS}.")
+        raise validation_error(f"Too many sorts: {len(sorts)}, but the maximum is {SEARCH_MAX_SORTS}.")
     if not sorts:
         return None, False
     sort = sorts[0]
@@ -864,9 +946,7 @@ def _parse_sorts(raw_sorts: Any) -> tuple[str | None, bool]:
     property_name = sort_rule.get("propertyName")
     direction = sort_rule.get("direction", "ASCENDING")
     if not isinstance(property_name, str) or direction not in ("ASCENDING", "DESCENDING"):
-        raise validation_error(
-            "Invalid input: sorts[0] needs propertyName and a direction of ASCENDING or DESCENDING."
-        )
+        raise validation_error("Invalid input: sorts[0] needs propertyName and a direction of ASCENDING or DESCENDING.")
     return property_name, direction == "DESCENDING"
 
 
@@ -886,7 +966,7 @@ class StandinState:
         search_per_second: search requests per token in any rolling 1 s window.
         daily_limit: /crm requests per token, search included, until reset() (there is no midnight reset).
         default_phone_region: ISO 3166 region for phone numbers without a country code.
-        clock: monotonic seconds, used by the rate limits; tests may pass a fake clock.
+        clock: source of monotonic seconds for the rate limits. Tests may pass a fake clock.
     """
 
     def __init__(
@@ -910,7 +990,9 @@ class StandinState:
             if limit < 1:
                 raise ValueError(f"{name} must be at least 1, got {limit}.")
         if default_phone_region not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"default_phone_region {default_phone_region!r} is not a region phonenumbers knows.")
+            raise ValueError(
+                f"default_phone_region {default_phone_region!r} is not a region that phonenumbers supports."
+            )
 
         self.rate_limit_per_interval = rate_limit_per_interval
         self.search_per_second = search_per_second
@@ -950,14 +1032,16 @@ class StandinState:
         logger.info("HubSpot stand-in state reset")
 
     def register_property(
-        self, object_type: str, name: str, value_type: ValueType = "string", options: Sequence[str] = (),
+        self,
+        object_type: str,
+        name: str,
+        value_type: ValueType = "string",
+        options: Sequence[str] = (),
     ) -> None:
         """Register a custom property so that creates, updates and searches accept it."""
         schema = self.resolve_object_type(object_type)
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
-            raise validation_error(
-                f"Invalid property name {name!r}: use lower-case letters, digits and underscores."
-            )
+            raise validation_error(f"Invalid property name {name!r}: use lower-case letters, digits and underscores.")
         if value_type == "enumeration" and not options:
             raise validation_error(f"Enumeration property {name!r} needs at least one option.")
         with self._lock:
@@ -977,7 +1061,11 @@ class StandinState:
         return token is not None and token in self.tokens
 
     def add_fault(self, spec: Mapping[str, Any]) -> Fault:
-        """Queue a fault from the admin API's JSON: status, count, path_contains and optional fields."""
+        """Queue a fault from the admin API's JSON.
+
+        Keys: status, count (default 1), and optionally path_contains, path, method, category, message,
+        policy_name (for 429), retry_after_seconds and apply_request.
+        """
         status = _require_int(spec.get("status"), "status", minimum=400, maximum=599)
         count = _require_int(spec.get("count", 1), "count", minimum=1)
         path_contains = spec.get("path_contains", "")
@@ -985,24 +1073,28 @@ class StandinState:
         retry_after = spec.get("retry_after_seconds")
         if not isinstance(path_contains, str):
             raise validation_error("Invalid fault: path_contains must be a string.")
+        path = _optional_str(spec, "path")
         if method is not None and not isinstance(method, str):
             raise validation_error("Invalid fault: method must be a string such as POST.")
         fault = Fault(
             status=status,
             remaining=count,
             path_contains=path_contains,
+            path=path,
             method=method,
             category=_optional_str(spec, "category"),
             message=_optional_str(spec, "message"),
             policy_name=_optional_str(spec, "policy_name"),
-            retry_after_seconds=None if retry_after is None else _require_int(
-                retry_after, "retry_after_seconds", minimum=0
-            ),
+            retry_after_seconds=None
+            if retry_after is None
+            else _require_int(retry_after, "retry_after_seconds", minimum=0),
             apply_request=bool(spec.get("apply_request", False)),
         )
         with self._lock:
             self._faults.append(fault)
-        logger.info("queued fault: HTTP %d for the next %d requests containing %r", status, count, path_contains)
+        logger.info(
+            "queued fault: HTTP %d for the next %d requests to %r", status, count, path if path else path_contains
+        )
         return fault
 
     def pending_faults(self) -> list[JsonDict]:
@@ -1021,7 +1113,7 @@ class StandinState:
         return None
 
     def record_request(self, method: str, route: str, status: int) -> None:
-        """Count one answered /crm request under its route template and status."""
+        """Count one /crm request under its route template and response status."""
         with self._lock:
             self._request_total += 1
             self._requests_by_route[f"{method} {route}"] += 1
@@ -1030,7 +1122,7 @@ class StandinState:
                 self._rate_limited += 1
 
     def request_counts(self) -> JsonDict:
-        """Return counts of answered /crm requests: total, by method and route template, by status, and 429s."""
+        """Return counts of /crm requests: total, by method and route template, by status, and 429s."""
         with self._lock:
             return {
                 "total": self._request_total,
@@ -1117,7 +1209,11 @@ class StandinState:
     # -- property validation --------------------------------------------------------------------------------------
 
     def _normalize_properties(
-        self, schema: ObjectTypeSchema, raw_properties: Any, *, creating: bool,
+        self,
+        schema: ObjectTypeSchema,
+        raw_properties: Any,
+        *,
+        creating: bool,
     ) -> dict[str, str | None]:
         """Validate the properties of a create or update and return their string values (None clears one)."""
         properties = _require_mapping(raw_properties, "properties")
@@ -1131,17 +1227,22 @@ class StandinState:
                 issues.append(PropertyIssue(name, CODE_PROPERTY_DOESNT_EXIST, f'Property "{name}" does not exist'))
                 continue
             if definition.read_only:
-                issues.append(PropertyIssue(
-                    name, CODE_READ_ONLY_VALUE, f'"{name}" is a read only property; its value cannot be set.'
-                ))
+                issues.append(
+                    PropertyIssue(
+                        name, CODE_READ_ONLY_VALUE, f'"{name}" is a read only property, so its value cannot be set.'
+                    )
+                )
                 continue
             try:
                 value = _wire_string(raw_value)
             except TypeError:
-                issues.append(PropertyIssue(
-                    name, CODE_INVALID_VALUE_TYPE,
-                    f"{name} must be a string, number or boolean, got {type(raw_value).__name__}",
-                ))
+                issues.append(
+                    PropertyIssue(
+                        name,
+                        CODE_INVALID_VALUE_TYPE,
+                        f"{name} must be a string, number or boolean, got {type(raw_value).__name__}",
+                    )
+                )
                 continue
             if value is not None:
                 issue = self._check_value(definition, value)
@@ -1157,10 +1258,13 @@ class StandinState:
         if creating:
             for required in schema.required_properties:
                 if normalized.get(required) is None and not any(issue.name == required for issue in issues):
-                    issues.append(PropertyIssue(
-                        required, CODE_MISSING_REQUIRED_PROPERTY,
-                        f"{required} is required to create a {schema.singular}",
-                    ))
+                    issues.append(
+                        PropertyIssue(
+                            required,
+                            CODE_MISSING_REQUIRED_PROPERTY,
+                            f"{required} is required to create a {schema.singular}",
+                        )
+                    )
         if issues:
             raise property_values_error(issues)
         return normalized
@@ -1169,8 +1273,9 @@ class StandinState:
         name = definition.name
         if len(value) > TEXT_PROPERTY_MAX_CHARS:
             return PropertyIssue(
-                name, CODE_INVALID_STRING_LENGTH,
-                f"{name} is {len(value)} characters long; the maximum is {TEXT_PROPERTY_MAX_CHARS}",
+                name,
+                CODE_INVALID_STRING_LENGTH,
+                f"{name} is {len(value)} characters long, but the maximum is {TEXT_PROPERTY_MAX_CHARS}",
             )
         match definition.value_type:
             case "enumeration" if value not in definition.options:
@@ -1192,7 +1297,8 @@ class StandinState:
                     return PropertyIssue(name, CODE_INVALID_NUMBER, f"{value} is not a valid number for {name}")
             case "datetime" if parse_datetime_value(value) is None:
                 return PropertyIssue(
-                    name, CODE_INVALID_DATE,
+                    name,
+                    CODE_INVALID_DATE,
                     f"{value} is not a valid date-time for {name}: use ISO-8601 or epoch milliseconds",
                 )
             case "https_url" if not value.startswith("https://"):
@@ -1201,13 +1307,22 @@ class StandinState:
 
     def _check_contact_identity(self, properties: Mapping[str, str | None]) -> None:
         if not any(properties.get(name) for name in CONTACT_IDENTITY_PROPERTIES):
-            raise property_values_error([PropertyIssue(
-                "email", CODE_MISSING_REQUIRED_PROPERTY,
-                "A contact needs at least one of these properties: " + ", ".join(CONTACT_IDENTITY_PROPERTIES),
-            )])
+            raise property_values_error(
+                [
+                    PropertyIssue(
+                        "email",
+                        CODE_MISSING_REQUIRED_PROPERTY,
+                        "A contact needs at least one of these properties: " + ", ".join(CONTACT_IDENTITY_PROPERTIES),
+                    )
+                ]
+            )
 
     def _check_unique_email(
-        self, email: str | None, *, exclude_id: str | None = None, pending: Mapping[str, str] | None = None,
+        self,
+        email: str | None,
+        *,
+        exclude_id: str | None = None,
+        pending: Mapping[str, str] | None = None,
     ) -> None:
         """Raise HubSpot's 409 if another contact, or an earlier input of the same batch, has this email."""
         if email is None:
@@ -1235,7 +1350,7 @@ class StandinState:
     # -- associations ---------------------------------------------------------------------------------------------
 
     def _parse_inline_associations(self, schema: ObjectTypeSchema, raw: Any) -> list[tuple[AssociationType, str]]:
-        """Validate the `associations` of a create request; return (type, target id) for each requested type."""
+        """Validate the `associations` of a create request and return (type, target id) for each requested type."""
         if raw is None:
             return []
         links: list[tuple[AssociationType, str]] = []
@@ -1249,23 +1364,32 @@ class StandinState:
             for type_index, raw_spec in enumerate(_require_list(association.get("types"), f"{where}.types")):
                 spec = _require_mapping(raw_spec, f"{where}.types[{type_index}]")
                 association_type = self._association_type_for(
-                    schema.name, spec.get("associationCategory"), spec.get("associationTypeId"), None,
+                    schema.name,
+                    spec.get("associationCategory"),
+                    spec.get("associationTypeId"),
+                    None,
                 )
                 links.append((association_type, str(target_id)))
         self._require_association_targets(links)
         return links
 
     def _association_type_for(
-        self, from_type: str, category: Any, type_id: Any, to_type: str | None,
+        self,
+        from_type: str,
+        category: Any,
+        type_id: Any,
+        to_type: str | None,
     ) -> AssociationType:
         if category != ASSOCIATION_CATEGORY:
             raise validation_error(
-                f"Invalid association category {category!r}: the stand-in knows only {ASSOCIATION_CATEGORY} types.",
+                f"Invalid association category {category!r}: the stand-in supports only {ASSOCIATION_CATEGORY} types.",
                 errors=[{"message": "unknown association category", "code": CODE_INVALID_ASSOCIATION}],
             )
         association_type = ASSOCIATION_TYPES.get(type_id) if isinstance(type_id, int) else None
-        if association_type is None or association_type.from_type != from_type or (
-            to_type is not None and association_type.to_type != to_type
+        if (
+            association_type is None
+            or association_type.from_type != from_type
+            or (to_type is not None and association_type.to_type != to_type)
         ):
             target = f" to {to_type}" if to_type else ""
             raise validation_error(
@@ -1275,13 +1399,15 @@ class StandinState:
         return association_type
 
     def _require_association_targets(self, links: Iterable[tuple[AssociationType, str]]) -> None:
-        # NOTE: HubSpot's status and message for an association to a missing object are not documented; the
-        # stand-in answers 400 VALIDATION_ERROR and names the ids.
-        missing = sorted({
-            f"{association_type.to_type} {target_id}"
-            for association_type, target_id in links
-            if target_id not in self._objects[association_type.to_type]
-        })
+        # HubSpot documents no status or message for an association to a missing object. The stand-in returns
+        # 400 VALIDATION_ERROR and names the ids.
+        missing = sorted(
+            {
+                f"{association_type.to_type} {target_id}"
+                for association_type, target_id in links
+                if target_id not in self._objects[association_type.to_type]
+            }
+        )
         if missing:
             raise validation_error(
                 "Cannot create associations to objects that do not exist: " + ", ".join(missing),
@@ -1300,10 +1426,12 @@ class StandinState:
                     self._unlink(association_type, from_id, other_id)
                     break
 
-        self._store_direction(association_type.from_type, from_id, association_type.to_type, to_id,
-                              association_type.type_id)
-        self._store_direction(association_type.to_type, to_id, association_type.from_type, from_id,
-                              association_type.inverse_id)
+        self._store_direction(
+            association_type.from_type, from_id, association_type.to_type, to_id, association_type.type_id
+        )
+        self._store_direction(
+            association_type.to_type, to_id, association_type.from_type, from_id, association_type.inverse_id
+        )
         unlabeled_id = PRIMARY_TO_UNLABELED.get(association_type.type_id)
         if unlabeled_id is not None:
             self._link(ASSOCIATION_TYPES[unlabeled_id], from_id, to_id)
@@ -1347,7 +1475,11 @@ class StandinState:
     # -- object JSON ----------------------------------------------------------------------------------------------
 
     def _object_json(
-        self, crm_object: CrmObject, requested: Sequence[str] | None, *, all_properties: bool = False,
+        self,
+        crm_object: CrmObject,
+        requested: Sequence[str] | None,
+        *,
+        all_properties: bool = False,
     ) -> JsonDict:
         """Shape an object as HubSpot returns it.
 
@@ -1362,9 +1494,7 @@ class StandinState:
             definitions = self._properties[schema.name]
             names = list(requested) if requested else list(schema.default_properties)
             names += ["hs_object_id", schema.created_property, schema.modified_property]
-            properties = {
-                name: crm_object.properties.get(name) for name in dict.fromkeys(names) if name in definitions
-            }
+            properties = {name: crm_object.properties.get(name) for name in dict.fromkeys(names) if name in definitions}
         return {
             "id": crm_object.id,
             "properties": properties,
@@ -1385,7 +1515,9 @@ class StandinState:
             )
         if found is None or found.archived:
             raise StandinError(
-                404, CATEGORY_OBJECT_NOT_FOUND, "Object not found.  objectId are usually numeric.",
+                404,
+                CATEGORY_OBJECT_NOT_FOUND,
+                "Object not found.  objectId are usually numeric.",
                 context={"id": [object_id]},
             )
         return found
@@ -1393,9 +1525,13 @@ class StandinState:
     # -- objects: create, read, update, list ----------------------------------------------------------------------
 
     def _prepare_create(
-        self, schema: ObjectTypeSchema, body: Any, *, pending_emails: Mapping[str, str] | None = None,
+        self,
+        schema: ObjectTypeSchema,
+        body: Any,
+        *,
+        pending_emails: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, str], list[tuple[AssociationType, str]]]:
-        """Validate one create input; return its properties and associations without storing anything."""
+        """Validate one create input and return its properties and associations without storing anything."""
         request = _require_mapping(body, "the request body")
         normalized = self._normalize_properties(schema, request.get("properties", {}), creating=True)
         properties = {name: value for name, value in normalized.items() if value is not None}
@@ -1406,8 +1542,12 @@ class StandinState:
         return properties, links
 
     def _store_new_object(
-        self, schema: ObjectTypeSchema, properties: dict[str, str], links: Sequence[tuple[AssociationType, str]],
-        *, requested_id: Any = None,
+        self,
+        schema: ObjectTypeSchema,
+        properties: dict[str, str],
+        links: Sequence[tuple[AssociationType, str]],
+        *,
+        requested_id: Any = None,
     ) -> CrmObject:
         object_id = self._allocate_id(requested_id)
         now = self._now()
@@ -1429,7 +1569,7 @@ class StandinState:
     def create_object(self, object_type: str, body: Any, *, object_id: Any = None) -> JsonDict:
         """Create an object from a HubSpot create body ({properties, associations}) and return it as HubSpot does.
 
-        object_id sets the id, for seeding; HubSpot itself never accepts one.
+        object_id sets the id for seeding. HubSpot itself never accepts one.
         """
         schema = self.resolve_object_type(object_type)
         with self._lock:
@@ -1446,9 +1586,12 @@ class StandinState:
         associations: Sequence[str] = (),
         id_property: str | None = None,
     ) -> JsonDict:
-        """Read one object with the requested properties and, if asked, its associations in v3 form."""
+        """Read one object with the requested properties and, if requested, its associations in v3 form.
+
+        Unknown property names and unknown object types in `associations` are ignored, as HubSpot does.
+        """
         schema = self.resolve_object_type(object_type)
-        to_types = [self.resolve_object_type(name).name for name in associations]
+        to_types = _known_object_types(associations)
         with self._lock:
             crm_object = self._find_object(schema, object_id, id_property)
             result = self._object_json(crm_object, properties)
@@ -1469,9 +1612,15 @@ class StandinState:
                 self._check_unique_email(changes["email"], exclude_id=crm_object.id)
             for required in schema.required_properties:
                 if merged.get(required) is None:
-                    raise property_values_error([PropertyIssue(
-                        required, CODE_MISSING_REQUIRED_PROPERTY, f"{required} cannot be cleared on a {schema.singular}"
-                    )])
+                    raise property_values_error(
+                        [
+                            PropertyIssue(
+                                required,
+                                CODE_MISSING_REQUIRED_PROPERTY,
+                                f"{required} cannot be cleared on a {schema.singular}",
+                            )
+                        ]
+                    )
 
             now = self._now()
             crm_object.properties = {name: value for name, value in merged.items() if value is not None}
@@ -1484,16 +1633,16 @@ class StandinState:
         self,
         object_type: str,
         *,
-        limit: int = LIST_DEFAULT_LIMIT,
+        limit: int | str = LIST_DEFAULT_LIMIT,
         after: str | None = None,
         properties: Sequence[str] | None = None,
         associations: Sequence[str] = (),
     ) -> JsonDict:
-        """List objects in id order; `after` is the id of the last object of the previous page."""
+        """List objects in id order. `after` is the id of the last object of the previous page."""
         schema = self.resolve_object_type(object_type)
         limit = _require_int(limit, "limit", minimum=1, maximum=LIST_MAX_LIMIT)
         after_id = _require_int(after, "after", minimum=0) if after else 0
-        to_types = [self.resolve_object_type(name).name for name in associations]
+        to_types = _known_object_types(associations)
         with self._lock:
             ordered = sorted(
                 (obj for obj in self._objects[schema.name].values() if not obj.archived and int(obj.id) > after_id),
@@ -1515,7 +1664,7 @@ class StandinState:
     # -- batch create and read ------------------------------------------------------------------------------------
 
     def batch_create(self, object_type: str, body: Any) -> tuple[int, JsonDict]:
-        """Create up to 100 objects; return (HTTP status, body).
+        """Create up to 100 objects and return (HTTP status, body).
 
         With an objectWriteTraceId on every input, failed inputs are reported in a 207 and the others are
         created. Otherwise the first failure fails the whole request and nothing is created.
@@ -1565,7 +1714,7 @@ class StandinState:
         return 201, response
 
     def batch_read(self, object_type: str, body: Any) -> tuple[int, JsonDict]:
-        """Read up to 100 objects by id, or by a unique property given as idProperty; 207 lists missing ids."""
+        """Read up to 100 objects by id, or by the unique property named in idProperty. A 207 lists missing ids."""
         schema = self.resolve_object_type(object_type)
         request = _require_mapping(body, "the request body")
         inputs = self._batch_inputs(request)
@@ -1599,13 +1748,15 @@ class StandinState:
         if not missing:
             return 200, response
         response["numErrors"] = 1
-        response["errors"] = [{
-            "status": "error",
-            "category": CATEGORY_OBJECT_NOT_FOUND,
-            "message": f"Could not get some {schema.singular.upper()} objects, they may be deleted or not exist. "
-                       "Check that ids are valid.",
-            "context": {"ids": missing},
-        }]
+        response["errors"] = [
+            {
+                "status": "error",
+                "category": CATEGORY_OBJECT_NOT_FOUND,
+                "message": f"Could not get some {schema.singular.upper()} objects, they may be deleted or not exist. "
+                "Check that ids are valid.",
+                "context": {"ids": missing},
+            }
+        ]
         return 207, response
 
     @staticmethod
@@ -1613,7 +1764,7 @@ class StandinState:
         request = _require_mapping(body, "the request body")
         inputs = _require_list(request.get("inputs"), "inputs")
         if len(inputs) > maximum:
-            raise validation_error(f"Too many inputs: {len(inputs)}; a batch takes at most {maximum}.")
+            raise validation_error(f"Too many inputs: {len(inputs)}, but a batch takes at most {maximum}.")
         for index, item in enumerate(inputs):
             _require_mapping(item, f"inputs[{index}]")
         return inputs
@@ -1638,7 +1789,7 @@ class StandinState:
 
             reachable = min(len(matches), SEARCH_MAX_RESULTS)
             end = min(request.after + request.limit, reachable)
-            page = matches[request.after:end]
+            page = matches[request.after : end]
             results = [self._object_json(crm_object, request.properties) for crm_object in page]
 
         response: JsonDict = {"total": len(matches), "results": results}
@@ -1647,7 +1798,10 @@ class StandinState:
         return response
 
     def _check_search_properties(
-        self, schema: ObjectTypeSchema, request: SearchRequest, definitions: Mapping[str, PropertyDefinition],
+        self,
+        schema: ObjectTypeSchema,
+        request: SearchRequest,
+        definitions: Mapping[str, PropertyDefinition],
     ) -> None:
         for group in request.filter_groups:
             for search_filter in group:
@@ -1663,8 +1817,13 @@ class StandinState:
                 if definition is None:
                     raise validation_error(
                         f'Property "{name}" does not exist on {schema.name}.',
-                        errors=[{"message": f'Property "{name}" does not exist', "code": CODE_PROPERTY_DOESNT_EXIST,
-                                 "context": {"propertyName": [name]}}],
+                        errors=[
+                            {
+                                "message": f'Property "{name}" does not exist',
+                                "code": CODE_PROPERTY_DOESNT_EXIST,
+                                "context": {"propertyName": [name]},
+                            }
+                        ],
                     )
                 for value in (search_filter.value, search_filter.high_value, *search_filter.values):
                     if value is None or search_filter.operator in ("CONTAINS_TOKEN", "NOT_CONTAINS_TOKEN"):
@@ -1679,7 +1838,10 @@ class StandinState:
             raise validation_error(f'Cannot sort by "{request.sort_property}": no such {schema.singular} property.')
 
     def _matches_search(
-        self, crm_object: CrmObject, request: SearchRequest, definitions: Mapping[str, PropertyDefinition],
+        self,
+        crm_object: CrmObject,
+        request: SearchRequest,
+        definitions: Mapping[str, PropertyDefinition],
     ) -> bool:
         if request.query is not None and not self._matches_query(crm_object, request.query):
             return False
@@ -1691,19 +1853,22 @@ class StandinState:
         )
 
     def _matches_filter(
-        self, crm_object: CrmObject, search_filter: SearchFilter, definitions: Mapping[str, PropertyDefinition],
+        self,
+        crm_object: CrmObject,
+        search_filter: SearchFilter,
+        definitions: Mapping[str, PropertyDefinition],
     ) -> bool:
         name = search_filter.property_name
         if name.startswith(ASSOCIATION_FILTER_PREFIX):
             to_type = self.resolve_object_type(name.removeprefix(ASSOCIATION_FILTER_PREFIX)).name
-            wanted = set(search_filter.values) if search_filter.operator == "IN" else {search_filter.value}
-            return not wanted.isdisjoint(self._associated(crm_object.object_type, crm_object.id, to_type))
+            requested_ids = set(search_filter.values) if search_filter.operator == "IN" else {search_filter.value}
+            return not requested_ids.isdisjoint(self._associated(crm_object.object_type, crm_object.id, to_type))
         return property_filter_matches(crm_object.properties.get(name), search_filter, definitions[name])
 
     @staticmethod
     def _matches_query(crm_object: CrmObject, query: str) -> bool:
-        # NOTE: HubSpot's free-text query searches a fixed set of properties per type with its own tokenizer;
-        # this substring match over the type's default properties is a simplification.
+        # HubSpot's free-text query searches a fixed set of properties per type with its own tokenizer. This
+        # substring match over the type's default properties is a simplification.
         lowered = query.lower()
         schema = OBJECT_TYPES[crm_object.object_type]
         return any(lowered in (crm_object.properties.get(name) or "").lower() for name in schema.default_properties)
@@ -1730,7 +1895,12 @@ class StandinState:
     # -- associations v4 ------------------------------------------------------------------------------------------
 
     def get_associations(
-        self, from_type: str, from_id: str, to_type: str, *, limit: int = ASSOCIATIONS_PAGE_DEFAULT_LIMIT,
+        self,
+        from_type: str,
+        from_id: str,
+        to_type: str,
+        *,
+        limit: int | str = ASSOCIATIONS_PAGE_DEFAULT_LIMIT,
         after: str | None = None,
     ) -> JsonDict:
         """List an object's associations to one object type in v4 form, in target id order."""
@@ -1774,11 +1944,15 @@ class StandinState:
                 (to_id, from_id, association_type.inverse_id),
             )
         ]
-        return {"status": "COMPLETE", "results": results, "startedAt": started,
-                "completedAt": format_timestamp(self._now())}
+        return {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": format_timestamp(self._now()),
+        }
 
     def batch_create_associations(self, from_type: str, to_type: str, body: Any) -> tuple[int, JsonDict]:
-        """Create up to 2,000 labelled or unlabeled associations; failed inputs are reported in a 207."""
+        """Create up to 2,000 labeled or unlabeled associations. Failed inputs are reported in a 207."""
         from_schema = self.resolve_object_type(from_type)
         to_schema = self.resolve_object_type(to_type)
         inputs = self._batch_inputs(body, ASSOCIATIONS_BATCH_CREATE_MAX_INPUTS)
@@ -1792,7 +1966,9 @@ class StandinState:
                 try:
                     types = [
                         self._association_type_for(
-                            from_schema.name, spec.get("associationCategory"), spec.get("associationTypeId"),
+                            from_schema.name,
+                            spec.get("associationCategory"),
+                            spec.get("associationTypeId"),
                             to_schema.name,
                         )
                         for spec in (
@@ -1808,15 +1984,21 @@ class StandinState:
                 for association_type in types:
                     self._link(association_type, from_id, to_id)
                 labels = [t.label for t in types if t.label is not None]
-                results.append({
-                    "fromObjectTypeId": from_schema.type_id,
-                    "fromObjectId": int(from_id),
-                    "toObjectTypeId": to_schema.type_id,
-                    "toObjectId": int(to_id),
-                    "labels": labels,
-                })
-        response: JsonDict = {"status": "COMPLETE", "results": results, "startedAt": started,
-                              "completedAt": format_timestamp(self._now())}
+                results.append(
+                    {
+                        "fromObjectTypeId": from_schema.type_id,
+                        "fromObjectId": int(from_id),
+                        "toObjectTypeId": to_schema.type_id,
+                        "toObjectId": int(to_id),
+                        "labels": labels,
+                    }
+                )
+        response: JsonDict = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": format_timestamp(self._now()),
+        }
         if errors:
             response["numErrors"] = len(errors)
             response["errors"] = errors
@@ -1824,7 +2006,7 @@ class StandinState:
         return 201, response
 
     def batch_read_associations(self, from_type: str, to_type: str, body: Any) -> tuple[int, JsonDict]:
-        """Read the associations of up to 1,000 objects to one type; objects with none are reported in a 207."""
+        """Read the associations of up to 1,000 objects to one type. Objects with none are reported in a 207."""
         from_schema = self.resolve_object_type(from_type)
         to_schema = self.resolve_object_type(to_type)
         inputs = self._batch_inputs(body, ASSOCIATIONS_BATCH_READ_MAX_INPUTS)
@@ -1838,25 +2020,33 @@ class StandinState:
                     raise validation_error(f"Invalid input: inputs[{index}].id is missing.")
                 targets = self._associated(from_schema.name, str(from_id), to_schema.name)
                 if not targets:
-                    # NOTE: modelled on HubSpot's answer for an object without associations (207, subCategory
-                    # crm.associations.NO_ASSOCIATIONS_FOUND); the exact message is not documented.
-                    errors.append({
-                        "status": "error",
-                        "category": CATEGORY_VALIDATION_ERROR,
-                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
-                        "message": f"No {to_schema.singular} is associated with {from_schema.singular} {from_id}.",
-                        "context": {"fromObjectId": [str(from_id)]},
-                    })
+                    # HubSpot documents no response for an object without associations. The stand-in reports it
+                    # as an error of the 207, with subCategory crm.associations.NO_ASSOCIATIONS_FOUND.
+                    errors.append(
+                        {
+                            "status": "error",
+                            "category": CATEGORY_VALIDATION_ERROR,
+                            "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+                            "message": f"No {to_schema.singular} is associated with {from_schema.singular} {from_id}.",
+                            "context": {"fromObjectId": [str(from_id)]},
+                        }
+                    )
                     continue
-                results.append({
-                    "from": {"id": str(from_id)},
-                    "to": [
-                        {"toObjectId": int(target), "associationTypes": self._v4_types_json(targets[target])}
-                        for target in sorted(targets, key=int)
-                    ],
-                })
-        response: JsonDict = {"status": "COMPLETE", "results": results, "startedAt": started,
-                              "completedAt": format_timestamp(self._now())}
+                results.append(
+                    {
+                        "from": {"id": str(from_id)},
+                        "to": [
+                            {"toObjectId": int(target), "associationTypes": self._v4_types_json(targets[target])}
+                            for target in sorted(targets, key=int)
+                        ],
+                    }
+                )
+        response: JsonDict = {
+            "status": "COMPLETE",
+            "results": results,
+            "startedAt": started,
+            "completedAt": format_timestamp(self._now()),
+        }
         if errors:
             response["numErrors"] = len(errors)
             response["errors"] = errors
@@ -1866,9 +2056,15 @@ class StandinState:
     # -- owners ---------------------------------------------------------------------------------------------------
 
     def add_owner(
-        self, email: str, first_name: str = "", last_name: str = "", *, owner_id: Any = None, user_id: Any = None,
+        self,
+        email: str,
+        first_name: str = "",
+        last_name: str = "",
+        *,
+        owner_id: Any = None,
+        user_id: Any = None,
     ) -> JsonDict:
-        """Store an owner and return it in the Owners API form; ids are allocated when not given."""
+        """Store an owner and return it in the Owners API form. Ids that are not given are allocated."""
         if not isinstance(email, str) or not _EMAIL_PATTERN.fullmatch(email):
             raise validation_error(f"Invalid owner email {email!r}.")
         with self._lock:
@@ -1880,16 +2076,21 @@ class StandinState:
             self._owners[new_id] = owner
             return owner.to_json()
 
-    def list_owners(self, *, email: str | None = None, limit: int = OWNERS_DEFAULT_LIMIT, after: str | None = None,
-                    ) -> JsonDict:
-        """List owners in id order, filtered by email case-insensitively; `after` is an offset."""
+    def list_owners(
+        self,
+        *,
+        email: str | None = None,
+        limit: int | str = OWNERS_DEFAULT_LIMIT,
+        after: str | None = None,
+    ) -> JsonDict:
+        """List owners in id order, filtered by email case-insensitively. `after` is an offset."""
         limit = _require_int(limit, "limit", minimum=1, maximum=OWNERS_MAX_LIMIT)
         offset = _require_int(after, "after", minimum=0) if after else 0
         with self._lock:
             owners = sorted(self._owners.values(), key=lambda owner: int(owner.id))
             if email:
                 owners = [owner for owner in owners if owner.email.lower() == email.lower()]
-            page = owners[offset:offset + limit]
+            page = owners[offset : offset + limit]
             response: JsonDict = {"results": [owner.to_json() for owner in page]}
         if offset + limit < len(owners):
             response["paging"] = {"next": {"after": str(offset + limit)}}
@@ -1918,9 +2119,7 @@ class StandinState:
         data = _require_mapping(data, "the seed")
         unknown = [key for key in data if key != "owners" and key not in OBJECT_TYPES]
         if unknown:
-            raise validation_error(
-                f"Unknown seed keys {unknown}: use owners or one of {sorted(OBJECT_TYPES)}."
-            )
+            raise validation_error(f"Unknown seed keys {unknown}: use owners or one of {sorted(OBJECT_TYPES)}.")
         with self._lock:
             snapshot = self._snapshot()
             try:
@@ -1938,8 +2137,11 @@ class StandinState:
             for index, raw_owner in enumerate(_require_list(data["owners"], "owners")):
                 owner = _require_mapping(raw_owner, f"owners[{index}]")
                 stored = self.add_owner(
-                    owner.get("email", ""), owner.get("firstName", ""), owner.get("lastName", ""),
-                    owner_id=owner.get("id"), user_id=owner.get("userId"),
+                    owner.get("email", ""),
+                    owner.get("firstName", ""),
+                    owner.get("lastName", ""),
+                    owner_id=owner.get("id"),
+                    user_id=owner.get("userId"),
                 )
                 created["owners"].append(stored["id"])
 
@@ -1951,16 +2153,19 @@ class StandinState:
             for index, raw_entry in enumerate(_require_list(data[object_type], object_type)):
                 entry = _require_mapping(raw_entry, f"{object_type}[{index}]")
                 body: JsonDict = {"properties": entry.get("properties", {})}
-                associations = list(_require_list(entry.get("associations", []), f"{object_type}[{index}]."
-                                                  "associations"))
+                associations = list(
+                    _require_list(entry.get("associations", []), f"{object_type}[{index}].associations")
+                )
                 primary_company_id = entry.get("primary_company_id")
                 if primary_company_id is not None:
                     if object_type != "contacts":
                         raise validation_error(f"primary_company_id is only valid on contacts, not {object_type}.")
-                    associations.append({
-                        "to": {"id": str(primary_company_id)},
-                        "types": [{"associationCategory": ASSOCIATION_CATEGORY, "associationTypeId": 1}],
-                    })
+                    associations.append(
+                        {
+                            "to": {"id": str(primary_company_id)},
+                            "types": [{"associationCategory": ASSOCIATION_CATEGORY, "associationTypeId": 1}],
+                        }
+                    )
                 body["associations"] = associations
                 stored = self.create_object(object_type, body, object_id=entry.get("id"))
                 created[object_type].append(stored["id"])
@@ -1989,8 +2194,12 @@ class StandinState:
                 entry = self._object_json(crm_object, None, all_properties=True)
                 entry["associations"] = {
                     to_type: [
-                        {"id": target, "typeId": type_id, "type": ASSOCIATION_TYPES[type_id].name,
-                         "label": ASSOCIATION_TYPES[type_id].label}
+                        {
+                            "id": target,
+                            "typeId": type_id,
+                            "type": ASSOCIATION_TYPES[type_id].name,
+                            "label": ASSOCIATION_TYPES[type_id].label,
+                        }
                         for target in sorted(targets, key=int)
                         for type_id in sorted(targets[target])
                     ]
@@ -2018,13 +2227,31 @@ class StandinState:
                 for to_id, type_ids in targets.items()
                 for type_id in type_ids
             ]
-        rows.sort(key=lambda row: (row["fromObjectType"], int(row["fromObjectId"]), row["toObjectType"],
-                                   int(row["toObjectId"]), row["associationTypeId"]))
+        rows.sort(
+            key=lambda row: (
+                row["fromObjectType"],
+                int(row["fromObjectId"]),
+                row["toObjectType"],
+                int(row["toObjectId"]),
+                row["associationTypeId"],
+            )
+        )
         return rows
 
     def dump_owners(self) -> list[JsonDict]:
         with self._lock:
             return [owner.to_json() for owner in sorted(self._owners.values(), key=lambda owner: int(owner.id))]
+
+
+def _known_object_types(names: Iterable[str]) -> list[str]:
+    """Return the plural names of the object types among `names`, skipping names that are no object type."""
+    known = []
+    for name in names:
+        try:
+            known.append(StandinState.resolve_object_type(name).name)
+        except StandinError:
+            continue
+    return known
 
 
 def _optional_str(spec: Mapping[str, Any], key: str) -> str | None:

@@ -23,6 +23,7 @@ from callsync_dagster.resources.hubspot_errors import (
     HubSpotTransientError,
     HubSpotValidationError,
 )
+from callsync_dagster.resources.rate_limit import SlidingWindowLimiter
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
@@ -62,6 +63,8 @@ class HubSpotClient:
         max_retries: int = 4,
         backoff_initial_seconds: float = 1.0,
         backoff_max_seconds: float = 30.0,
+        requests_per_ten_seconds: int = 100,
+        searches_per_second: int = 4,
         logger: logging.Logger | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -76,6 +79,10 @@ class HubSpotClient:
         self._backoff_max_seconds = backoff_max_seconds
         self._log = logger or logging.getLogger(__name__)
         self._owner_ids_by_email: dict[str, str | None] = {}
+        # HubSpot counts searches against their own per-second limit and everything else against the
+        # ten-second burst limit.
+        self._general_limiter = SlidingWindowLimiter(requests_per_ten_seconds, 10.0)
+        self._search_limiter = SlidingWindowLimiter(searches_per_second, 1.0)
         self.request_count = 0
 
     def close(self) -> None:
@@ -185,6 +192,8 @@ class HubSpotClient:
         attempt = 0
         while True:
             attempt += 1
+            limiter = self._search_limiter if path.endswith("/search") else self._general_limiter
+            limiter.acquire()
             try:
                 self.request_count += 1
                 response = self._http.request(method, path, json=json, params=params)
@@ -302,6 +311,15 @@ class HubSpotResource(ConfigurableResource):
     max_retries: int = Field(default=4, description="Retries of one request after a 429, 5xx or network failure.")
     backoff_initial_seconds: float = Field(default=1.0, description="First retry delay; doubles each retry.")
     backoff_max_seconds: float = Field(default=30.0, description="Longest delay between two retries.")
+    requests_per_ten_seconds: int = Field(
+        default=100,
+        description="Client-side cap on non-search requests per 10 s: 100 (Free, Starter), 190 (Professional, "
+        "Enterprise) or 250 (with the API limit increase).",
+    )
+    searches_per_second: int = Field(
+        default=4,
+        description="Client-side cap on search requests per second; HubSpot allows 5 per account (older docs: 4).",
+    )
 
     _client: HubSpotClient | None = PrivateAttr(default=None)
 
@@ -321,6 +339,8 @@ class HubSpotResource(ConfigurableResource):
             max_retries=self.max_retries,
             backoff_initial_seconds=self.backoff_initial_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
+            requests_per_ten_seconds=self.requests_per_ten_seconds,
+            searches_per_second=self.searches_per_second,
             logger=get_dagster_logger(),
         )
 

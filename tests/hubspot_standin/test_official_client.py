@@ -1,0 +1,348 @@
+"""Fidelity tests: HubSpot's own Python SDK (hubspot-api-client 12.0.0) against the running stand-in.
+
+The SDK deserialises every response into its generated models, which raise ValueError for a missing required
+field or an unknown enum value, so these tests fail when a response shape drifts from HubSpot's OpenAPI specs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from hubspot import HubSpot
+from hubspot.crm.associations.v4 import (
+    BatchInputPublicFetchAssociationsBatchRequest,
+    PublicFetchAssociationsBatchRequest,
+)
+from hubspot.crm.companies import SimplePublicObjectInputForCreate as CompanyInput
+from hubspot.crm.contacts import ApiException as ContactsApiException
+from hubspot.crm.contacts import Filter, FilterGroup, PublicObjectSearchRequest
+from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactInput
+from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealInput
+from hubspot.crm.objects.calls import ApiException as CallsApiException
+from hubspot.crm.objects.calls import (
+    AssociationSpec,
+    BatchInputSimplePublicObjectBatchInputForCreate,
+    PublicAssociationsForObject,
+    PublicObjectId,
+)
+from hubspot.crm.objects.calls import SimplePublicObjectBatchInputForCreate as CallBatchInput
+from hubspot.crm.objects.calls import SimplePublicObjectInputForCreate as CallInput
+from hubspot.crm.objects.notes import AssociationSpec as NoteAssociationSpec
+from hubspot.crm.objects.notes import PublicAssociationsForObject as NoteAssociations
+from hubspot.crm.objects.notes import PublicObjectId as NotePublicObjectId
+from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteInput
+from hubspot.crm.objects.tasks import AssociationSpec as TaskAssociationSpec
+from hubspot.crm.objects.tasks import PublicAssociationsForObject as TaskAssociations
+from hubspot.crm.objects.tasks import PublicObjectId as TaskPublicObjectId
+from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskInput
+
+from callsync_dagster.hubspot_standin import StandinServer, StandinState
+
+TOKEN = "standin-sdk-token"
+CALL_TIMESTAMP = "2025-03-01T09:30:00Z"
+
+
+@pytest.fixture(scope="module")
+def shared_server() -> Iterator[StandinServer]:
+    state = StandinState([TOKEN], rate_limit_per_interval=10_000, search_per_second=1_000)
+    with StandinServer(state) as server:
+        yield server
+
+
+@pytest.fixture
+def server(shared_server: StandinServer) -> StandinServer:
+    shared_server.state.reset()
+    return shared_server
+
+
+@pytest.fixture
+def hubspot(server: StandinServer) -> HubSpot:
+    # The SDK copies every keyword argument onto each generated Configuration, so host= redirects all of its
+    # API clients to the stand-in.
+    return HubSpot(access_token=TOKEN, host=server.url)
+
+
+@pytest.fixture
+def seeded(server: StandinServer) -> dict[str, str]:
+    """Seed one owner, one company and one contact whose primary company it is, and return their ids."""
+    ids = server.state.seed(
+        {
+            "owners": [{"email": "ada@example.com", "firstName": "Ada", "lastName": "Agent"}],
+            "companies": [{"properties": {"name": "Acme AB", "domain": "acme.example"}}],
+            "contacts": [],
+        }
+    )
+    contact = server.state.create_object(
+        "contacts",
+        {
+            "properties": {"email": "anna@example.com", "firstname": "Anna", "phone": "+46 70-123 45 67"},
+            "associations": [
+                {
+                    "to": {"id": ids["companies"][0]},
+                    "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}],
+                }
+            ],
+        },
+    )
+    return {"owner": ids["owners"][0], "company": ids["companies"][0], "contact": contact["id"]}
+
+
+def test_client_host_points_to_standin(hubspot: HubSpot, server: StandinServer) -> None:
+    assert hubspot.crm.contacts.basic_api.api_client.configuration.host == server.url
+    assert hubspot.crm.objects.calls.basic_api.api_client.configuration.host == server.url
+
+
+def test_contact_create_and_read(hubspot: HubSpot) -> None:
+    created = hubspot.crm.contacts.basic_api.create(
+        ContactInput(properties={"email": "bo@example.com", "firstname": "Bo", "mobilephone": "073-999 88 77"})
+    )
+
+    read = hubspot.crm.contacts.basic_api.get_by_id(
+        created.id, properties=["email", "mobilephone", "hs_searchable_calculated_mobile_number"]
+    )
+
+    assert read.id == created.id
+    assert read.properties["email"] == "bo@example.com"
+    assert read.properties["hs_searchable_calculated_mobile_number"] == "739998877"
+    assert read.created_at == created.created_at
+    assert read.archived is False
+
+
+def test_contact_conflict_raises(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    with pytest.raises(ContactsApiException) as raised:
+        hubspot.crm.contacts.basic_api.create(ContactInput(properties={"email": "ANNA@example.com"}))
+
+    body = json.loads(raised.value.body)
+    assert raised.value.status == 409
+    assert body["category"] == "CONFLICT"
+    assert body["message"] == f"Contact already exists. Existing ID: {seeded['contact']}"
+    assert raised.value.headers["X-HubSpot-Correlation-Id"] == body["correlationId"]
+
+
+def test_company_create_and_read(hubspot: HubSpot) -> None:
+    created = hubspot.crm.companies.basic_api.create(
+        CompanyInput(properties={"name": "Beta AB", "domain": "beta.example", "phone": "08-123 456 78"})
+    )
+
+    read = hubspot.crm.companies.basic_api.get_by_id(created.id)
+
+    assert read.properties["name"] == "Beta AB"
+    assert read.properties["domain"] == "beta.example"
+    assert read.properties["hs_object_id"] == created.id
+
+
+def test_call_with_associations(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    associations = [
+        PublicAssociationsForObject(
+            to=PublicObjectId(id=target_id),
+            types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=type_id)],
+        )
+        for target_id, type_id in ((seeded["contact"], 194), (seeded["company"], 182))
+    ]
+    properties = {
+        "hs_timestamp": CALL_TIMESTAMP,
+        "hs_call_title": "Inbound call from Anna",
+        "hs_call_body": "<p>Summary</p>",
+        "hs_call_direction": "INBOUND",
+        "hs_call_duration": "61000",
+        "hs_call_status": "COMPLETED",
+        "hs_call_recording_url": "https://recordings.example.com/1.mp3",
+        "hubspot_owner_id": seeded["owner"],
+    }
+
+    created = hubspot.crm.objects.calls.basic_api.create(CallInput(properties=properties, associations=associations))
+    read = hubspot.crm.objects.calls.basic_api.get_by_id(
+        created.id, properties=list(properties), associations=["contacts", "companies"]
+    )
+
+    assert read.properties["hs_call_title"] == "Inbound call from Anna"
+    assert read.properties["hs_timestamp"] == "2025-03-01T09:30:00.000Z"
+    assert read.properties["hubspot_owner_id"] == seeded["owner"]
+    assert [(a.id, a.type) for a in read.associations["contacts"].results] == [(seeded["contact"], "call_to_contact")]
+    assert [(a.id, a.type) for a in read.associations["companies"].results] == [(seeded["company"], "call_to_company")]
+
+
+def test_call_validation_error_parsed(hubspot: HubSpot) -> None:
+    with pytest.raises(CallsApiException) as raised:
+        hubspot.crm.objects.calls.basic_api.create(CallInput(properties={"hs_call_title": "no timestamp"}))
+
+    body = json.loads(raised.value.body)
+    assert raised.value.status == 400
+    assert body["category"] == "VALIDATION_ERROR"
+    assert body["errors"][0]["context"] == {"propertyName": ["hs_timestamp"]}
+
+
+def test_deal_create_and_read(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    created = hubspot.crm.deals.basic_api.create(
+        DealInput(
+            properties={
+                "dealname": "Support contract",
+                "pipeline": "default",
+                "dealstage": "appointmentscheduled",
+                "amount": "12000",
+                "closedate": "2025-06-30",
+                "hubspot_owner_id": seeded["owner"],
+            }
+        )
+    )
+
+    read = hubspot.crm.deals.basic_api.get_by_id(created.id)
+
+    assert read.properties["dealname"] == "Support contract"
+    assert read.properties["amount"] == "12000"
+    assert read.properties["closedate"] == "2025-06-30T00:00:00.000Z"
+
+
+def test_note_with_association(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    association = NoteAssociations(
+        to=NotePublicObjectId(id=seeded["contact"]),
+        types=[NoteAssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=202)],
+    )
+
+    created = hubspot.crm.objects.notes.basic_api.create(
+        NoteInput(
+            properties={"hs_note_body": "Transcript follows.", "hs_timestamp": CALL_TIMESTAMP},
+            associations=[association],
+        )
+    )
+    read = hubspot.crm.objects.notes.basic_api.get_by_id(
+        created.id, properties=["hs_note_body"], associations=["contacts"]
+    )
+
+    assert read.properties["hs_note_body"] == "Transcript follows."
+    assert [(a.id, a.type) for a in read.associations["contacts"].results] == [(seeded["contact"], "note_to_contact")]
+
+
+def test_task_with_association(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    association = TaskAssociations(
+        to=TaskPublicObjectId(id=seeded["contact"]),
+        types=[TaskAssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=204)],
+    )
+
+    created = hubspot.crm.objects.tasks.basic_api.create(
+        TaskInput(
+            properties={
+                "hs_task_subject": "Call Anna back",
+                "hs_task_status": "NOT_STARTED",
+                "hs_task_priority": "HIGH",
+                "hs_task_type": "CALL",
+                "hs_timestamp": CALL_TIMESTAMP,
+                "hubspot_owner_id": seeded["owner"],
+            },
+            associations=[association],
+        )
+    )
+    read = hubspot.crm.objects.tasks.basic_api.get_by_id(
+        created.id, properties=["hs_task_subject", "hs_task_status"], associations=["contacts"]
+    )
+
+    assert read.properties["hs_task_subject"] == "Call Anna back"
+    assert read.properties["hs_task_status"] == "NOT_STARTED"
+    assert [a.id for a in read.associations["contacts"].results] == [seeded["contact"]]
+
+
+@pytest.mark.parametrize("phone_filter", ["701234567", "70*"], ids=["exact", "wildcard-token"])
+def test_contact_search_by_phone(hubspot: HubSpot, seeded: dict[str, str], phone_filter: str) -> None:
+    operator = "CONTAINS_TOKEN" if "*" in phone_filter else "EQ"
+    request = PublicObjectSearchRequest(
+        filter_groups=[
+            FilterGroup(
+                filters=[
+                    Filter(property_name="hs_searchable_calculated_phone_number", operator=operator, value=phone_filter)
+                ]
+            )
+        ],
+        properties=["email", "phone", "mobilephone"],
+        limit=10,
+    )
+
+    page = hubspot.crm.contacts.search_api.do_search(request)
+
+    assert page.total == 1
+    assert page.paging is None
+    assert [result.id for result in page.results] == [seeded["contact"]]
+    assert page.results[0].properties["phone"] == "+46 70-123 45 67"
+
+
+def test_search_paging_parsed(hubspot: HubSpot, server: StandinServer) -> None:
+    for index in range(3):
+        server.state.create_object("contacts", {"properties": {"firstname": f"Person {index}"}})
+
+    first = hubspot.crm.contacts.search_api.do_search(PublicObjectSearchRequest(limit=2, after="0"))
+    second = hubspot.crm.contacts.search_api.do_search(
+        PublicObjectSearchRequest(limit=2, after=first.paging.next.after)
+    )
+
+    assert first.total == 3
+    assert first.paging.next.after == "2"
+    assert len(second.results) == 1
+    assert second.paging is None
+
+
+def test_owners_list(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    page = hubspot.crm.owners.owners_api.get_page(email="ADA@example.com", limit=100)
+    by_id = hubspot.crm.owners.owners_api.get_by_id(int(seeded["owner"]))
+
+    assert [owner.id for owner in page.results] == [seeded["owner"]]
+    owner = page.results[0]
+    assert owner.email == "ada@example.com"
+    assert owner.type == "PERSON"
+    assert owner.teams == []
+    assert isinstance(owner.user_id, int)
+    assert by_id.email == "ada@example.com"
+
+
+def test_v4_associations_read(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    page = hubspot.crm.associations.v4.basic_api.get_page("contacts", seeded["contact"], "companies")
+    batch = hubspot.crm.associations.v4.batch_api.get_page(
+        "contacts",
+        "companies",
+        BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[PublicFetchAssociationsBatchRequest(id=seeded["contact"])]
+        ),
+    )
+
+    assert [result.to_object_id for result in page.results] == [seeded["company"]]
+    types = [(t.category, t.type_id, t.label) for t in page.results[0].association_types]
+    assert types == [("HUBSPOT_DEFINED", 1, "Primary"), ("HUBSPOT_DEFINED", 279, None)]
+    assert batch.status == "COMPLETE"
+    assert batch.results[0]._from.id == seeded["contact"]
+    assert [to.to_object_id for to in batch.results[0].to] == [seeded["company"]]
+
+
+def test_v4_default_association(hubspot: HubSpot, seeded: dict[str, str], server: StandinServer) -> None:
+    call = server.state.create_object("calls", {"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+
+    result = hubspot.crm.associations.v4.basic_api.create_default("calls", call["id"], "contacts", seeded["contact"])
+    page = hubspot.crm.associations.v4.basic_api.get_page("contacts", seeded["contact"], "calls")
+
+    assert result.status == "COMPLETE"
+    spec_ids = sorted(r.association_spec.association_type_id for r in result.results)
+    assert spec_ids == [193, 194]
+    assert [(r.to_object_id, [t.type_id for t in r.association_types]) for r in page.results] == [(call["id"], [193])]
+
+
+def test_batch_create_calls(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    inputs = [
+        CallBatchInput(
+            properties={"hs_timestamp": CALL_TIMESTAMP, "hs_call_title": f"Call {index}"},
+            associations=[
+                PublicAssociationsForObject(
+                    to=PublicObjectId(id=seeded["contact"]),
+                    types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=194)],
+                )
+            ],
+            object_write_trace_id=f"trace-{index}",
+        )
+        for index in range(2)
+    ]
+
+    response = hubspot.crm.objects.calls.batch_api.create(
+        BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs)
+    )
+
+    assert response.status == "COMPLETE"
+    assert sorted(result.properties["hs_call_title"] for result in response.results) == ["Call 0", "Call 1"]
+    assert sorted(result.object_write_trace_id for result in response.results) == ["trace-0", "trace-1"]

@@ -1,0 +1,121 @@
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from dagster import DagsterInstance, SkipReason, build_sensor_context
+
+from callsync_dagster.core.models import CallSession
+from callsync_dagster.resources.postgres import PostgresResource
+from callsync_dagster.resources.settings import CallSyncSettings
+from callsync_dagster.sensors.call_sessions import MAX_SESSIONS_PER_RUN, call_sessions_due_sensor, call_sync_run_key
+
+
+def _evaluate(instance: DagsterInstance, postgres: PostgresResource, settings: CallSyncSettings) -> Any:
+    with build_sensor_context(instance=instance, resources={"postgres": postgres, "settings": settings}) as context:
+        return call_sessions_due_sensor.evaluate_tick(context)
+
+
+def test_nothing_due_skips_with_counts(
+    dagster_instance: DagsterInstance,
+    postgres: PostgresResource,
+    settings: CallSyncSettings,
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+) -> None:
+    insert_session(transcription_status="pending", ended_at=datetime.now(UTC) - timedelta(minutes=5))
+    retrying = insert_session()
+    db.execute(
+        "UPDATE telavox_call_sessions SET sync_status = 'failed', sync_next_attempt_at = now() + interval '1 hour'"
+        " WHERE id = %s",
+        (retrying,),
+    )
+
+    result = _evaluate(dagster_instance, postgres, settings)
+
+    assert result.run_requests == []
+    assert result.skip_message == (
+        "No call sessions are due. Waiting: 1 for a transcript, 1 for a retry, 0 claimed by running runs."
+    )
+
+
+def test_due_sessions_requested(
+    dagster_instance: DagsterInstance,
+    postgres: PostgresResource,
+    settings: CallSyncSettings,
+    insert_session: Callable[..., str],
+) -> None:
+    due = {insert_session() for _ in range(3)}
+
+    result = _evaluate(dagster_instance, postgres, settings)
+
+    assert len(result.run_requests) == 1
+    request = result.run_requests[0]
+    assert set(request.run_config["ops"]["fetch"]["config"]["session_ids"]) == due
+    assert request.run_key.startswith("calls-")
+
+
+def test_request_bounded_per_run(
+    dagster_instance: DagsterInstance,
+    postgres: PostgresResource,
+    settings: CallSyncSettings,
+    db: psycopg.Connection[Any],
+) -> None:
+    db.execute(
+        "INSERT INTO telavox_call_sessions (telavox_call_id, direction, from_number, ended_at, transcription_status)"
+        " SELECT 'bulk-' || n, 'INBOUND', '0701234567', now() - interval '1 hour', 'completed'"
+        " FROM generate_series(1, 150) AS n"
+    )
+
+    result = _evaluate(dagster_instance, postgres, settings)
+
+    session_ids = result.run_requests[0].run_config["ops"]["fetch"]["config"]["session_ids"]
+    assert len(session_ids) == MAX_SESSIONS_PER_RUN
+
+
+def test_claimed_sessions_not_requested(
+    dagster_instance: DagsterInstance,
+    postgres: PostgresResource,
+    settings: CallSyncSettings,
+    insert_session: Callable[..., str],
+) -> None:
+    insert_session()
+    postgres.claim_due_sessions("run-a", 10, settings.transcript_wait_minutes, settings.claim_lease_minutes)
+
+    result = _evaluate(dagster_instance, postgres, settings)
+
+    assert result.run_requests == []
+    assert "1 claimed by running runs" in result.skip_message
+
+
+def _session(attempts: int) -> CallSession:
+    return CallSession.model_validate(
+        {"id": "00000000-0000-0000-0000-000000000001", "telavox_call_id": "A", "sync_attempts": attempts}
+    )
+
+
+def test_run_key_stable_while_waiting() -> None:
+    now = 1_000_000.0
+    assert call_sync_run_key([_session(0)], 30, now) == call_sync_run_key([_session(0)], 30, now + 60)
+
+
+def test_run_key_changes_on_retry() -> None:
+    now = 1_000_000.0
+    assert call_sync_run_key([_session(0)], 30, now) != call_sync_run_key([_session(1)], 30, now)
+
+
+def test_run_key_changes_after_lease() -> None:
+    now = 1_000_000.0
+    assert call_sync_run_key([_session(0)], 30, now) != call_sync_run_key([_session(0)], 30, now + 31 * 60)
+
+
+def test_sensor_never_calls_hubspot() -> None:
+    assert set(call_sessions_due_sensor.required_resource_keys) == {"postgres", "settings"}
+
+
+def test_skip_reason_type(
+    dagster_instance: DagsterInstance, postgres: PostgresResource, settings: CallSyncSettings
+) -> None:
+    with build_sensor_context(instance=dagster_instance, resources={"postgres": postgres, "settings": settings}) as ctx:
+        raw = call_sessions_due_sensor(ctx)
+    assert isinstance(raw, SkipReason)
