@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # One line per HTTP request or embedded-server command buries the results; warnings still show.
+    for noisy in ("httpx", "pgserver", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     if args.command == "migrate":
         database_url = os.environ.get("CALLSYNC_DATABASE_URL")

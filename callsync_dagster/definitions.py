@@ -24,6 +24,7 @@ defs = Definitions(
         "hubspot": HubSpotResource(
             access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"),
             base_url=os.environ.get("HUBSPOT_BASE_URL", DEFAULT_BASE_URL),
+            requests_per_ten_seconds=int(os.environ.get("HUBSPOT_REQUESTS_PER_TEN_SECONDS", "100")),
         ),
         "settings": CallSyncSettings(
             default_region=os.environ.get("CALLSYNC_DEFAULT_REGION", "SE"),

@@ -86,7 +86,9 @@ def postgres(database_url: str, db_schema: str) -> Iterator[PostgresResource]:
 
 @pytest.fixture(scope="session")
 def standin_server() -> Iterator[StandinServer]:
-    with StandinServer(StandinState(tokens=[STANDIN_TOKEN], rate_limit_per_interval=1000, search_per_second=100)) as server:
+    with StandinServer(
+        StandinState(tokens=[STANDIN_TOKEN], rate_limit_per_interval=1000, search_per_second=100)
+    ) as server:
         yield server
 
 

@@ -18,7 +18,7 @@ from psycopg import sql
 from callsync_dagster.db.embedded import start_embedded_postgres
 from callsync_dagster.db.migrate import apply_migrations
 from callsync_dagster.demo.seed_data import DemoDataset, build_demo_dataset, insert_demo_dataset
-from callsync_dagster.hubspot_standin import StandinServer
+from callsync_dagster.hubspot_standin import StandinServer, StandinState
 
 # The demo owns this schema and drops it on every start, so it never touches application data even when
 # DATABASE_URL points at a real database.
@@ -27,6 +27,13 @@ DEMO_SCHEMA = "callsync_demo"
 DEMO_TOKEN = "demo-standin-token"
 UI_STANDIN_PORT = 8765
 UI_PORT = 3000
+# The demo account has HubSpot Professional's burst limit; the stand-in enforces it and callsync's
+# client-side limiter keeps under it.
+DEMO_REQUESTS_PER_TEN_SECONDS = 190
+
+
+def demo_standin_state() -> StandinState:
+    return StandinState(tokens=[DEMO_TOKEN], rate_limit_per_interval=DEMO_REQUESTS_PER_TEN_SECONDS)
 
 
 def project_dir() -> Path:
@@ -71,6 +78,7 @@ def configure_environment(database_url: str, standin_url: str) -> Path:
             "HUBSPOT_ACCESS_TOKEN": DEMO_TOKEN,
             "HUBSPOT_BASE_URL": standin_url,
             "DAGSTER_HOME": str(dagster_home),
+            "HUBSPOT_REQUESTS_PER_TEN_SECONDS": str(DEMO_REQUESTS_PER_TEN_SECONDS),
         }
     )
     return dagster_home
@@ -81,7 +89,7 @@ def run_demo() -> int:
     started = time.monotonic()
     database_url = prepare_database(keep_running=False)
 
-    with StandinServer(tokens=[DEMO_TOKEN]) as standin:
+    with StandinServer(demo_standin_state()) as standin:
         dataset = seed(database_url, standin)
         configure_environment(database_url, standin.url)
 
@@ -97,7 +105,10 @@ def run_demo() -> int:
         while True:
             result = job.execute_in_process(
                 instance=instance,
-                run_config={"ops": {"fetch": {"config": {"max_batch_size": 100}}}},
+                run_config={
+                    "ops": {"fetch": {"config": {"max_batch_size": 100}}},
+                    "loggers": {"console": {"config": {"log_level": "INFO"}}},
+                },
                 tags={"callsync/trigger": "demo"},
                 raise_on_error=False,
             )
@@ -165,7 +176,7 @@ def report_mismatches(actual: Counter[str], expected: Counter[str]) -> list[str]
 def run_ui() -> int:
     """Serve the Dagster UI on 127.0.0.1:3000 over freshly seeded demo data, with the sensor running."""
     database_url = prepare_database(keep_running=True)
-    with StandinServer(tokens=[DEMO_TOKEN], port=UI_STANDIN_PORT) as standin:
+    with StandinServer(demo_standin_state(), port=UI_STANDIN_PORT) as standin:
         seed(database_url, standin)
         configure_environment(database_url, standin.url)
         print(f"HubSpot stand-in on {standin.url} (written CALLs: {standin.url}/_standin/objects/calls)")

@@ -87,7 +87,13 @@ def test_existing_application_table_kept(database_url: str, fresh_schema: str) -
                 sql.Identifier(fresh_schema, "telavox_call_sessions")
             )
         ).fetchall()
-    assert {"sync_status", "sync_attempts", "sync_next_attempt_at", "sync_claim_run_id", "hubspot_company_id"} <= columns
+    assert {
+        "sync_status",
+        "sync_attempts",
+        "sync_next_attempt_at",
+        "sync_claim_run_id",
+        "hubspot_company_id",
+    } <= columns
     assert "extra_app_column" in columns
     assert rows[0] == ("A1", "keep me", "synced", "old")
     assert rows[1] == ("A2", "keep me too", "pending", None)

@@ -79,7 +79,9 @@ def test_known_contact_synced(
     standin: StandinServer,
     known_customer: dict[str, str],
 ) -> None:
-    session_id = insert_session(transcription=TRANSCRIPT, agent_user_id=AGENT, recording_url="https://rec.example/1.mp3")
+    session_id = insert_session(
+        transcription=TRANSCRIPT, agent_user_id=AGENT, recording_url="https://rec.example/1.mp3"
+    )
 
     result = run_sync_job()
 
@@ -309,8 +311,13 @@ def test_applied_create_answered_502_no_duplicate(
     session_id = insert_session()
     httpx.post(
         f"{standin.url}/_standin/faults",
-        json={"status": 502, "count": 1, "path_contains": "/crm/v3/objects/calls", "method": "POST",
-              "apply_request": True},
+        json={
+            "status": 502,
+            "count": 1,
+            "path_contains": "/crm/v3/objects/calls",
+            "method": "POST",
+            "apply_request": True,
+        },
     ).raise_for_status()
 
     first = run_sync_job()

@@ -132,7 +132,11 @@ def test_claim_by_id_ignores_retry_time(
 
 def test_newest_transcription_wins(postgres: PostgresResource, insert_session: Callable[..., str], db: Any) -> None:
     session_id = insert_session(
-        transcription={"full_text": "old", "summary": "old summary", "created_at": datetime.now(UTC) - timedelta(hours=1)}
+        transcription={
+            "full_text": "old",
+            "summary": "old summary",
+            "created_at": datetime.now(UTC) - timedelta(hours=1),
+        }
     )
     db.execute(
         "INSERT INTO transcriptions (call_session_id, full_text, summary) VALUES (%s, 'new', 'new summary')",
@@ -192,7 +196,9 @@ def test_failed_outcome_sets_last_error(
     session_id = insert_session()
     postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)
     retry_at = datetime.now(UTC) + timedelta(minutes=5)
-    outcome = SessionOutcome(status=SyncStatus.FAILED, reason="HubSpot 503", reason_code="hubspot_upsert", retryable=True)
+    outcome = SessionOutcome(
+        status=SyncStatus.FAILED, reason="HubSpot 503", reason_code="hubspot_upsert", retryable=True
+    )
     postgres.record_outcome(UUID(session_id), "run-a", outcome, [], retry_at)
     row = session_row(db, session_id)
     assert row["sync_status"] == "failed"
