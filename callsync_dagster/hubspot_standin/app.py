@@ -106,7 +106,7 @@ def _bearer_token(request: Request) -> str | None:
 
 
 def crm_endpoint(handler: Handler, *, search: bool = False) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a /crm handler with HubSpot's checks, in HubSpot's order: token, rate limit, then the handler.
+    """Wrap a /crm handler with the token check, the rate limit and queued faults, in that order.
 
     A queued fault that matches the request replaces the response. With apply_request the handler runs first,
     so the write happens even though the client sees an error.

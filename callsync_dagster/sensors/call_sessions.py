@@ -10,8 +10,6 @@ from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 
-MAX_SESSIONS_PER_RUN = 100
-
 
 def call_sync_run_key(sessions: list[CallSession], lease_minutes: int, now: float) -> str:
     """Build a run key that is stable while the same sessions wait, and changes when they need another run.
@@ -33,13 +31,14 @@ def call_sync_run_key(sessions: list[CallSession], lease_minutes: int, now: floa
     job=sync_calls_to_hubspot,
     minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Fires when finished call sessions are due to sync; one run per batch of up to 100 sessions.",
+    description="Fires when finished call sessions are due to sync; one run per batch of up to "
+    "sensor_max_sessions_per_run (default 100) sessions.",
 )
 def call_sessions_due_sensor(
     context: SensorEvaluationContext, postgres: PostgresResource, settings: CallSyncSettings
 ) -> SensorResult | SkipReason:
     # Reads the database only: HubSpot calls belong in runs, where they are retried, rate limited and logged.
-    due = postgres.find_due_sessions(MAX_SESSIONS_PER_RUN, settings.transcript_wait_minutes)
+    due = postgres.find_due_sessions(settings.sensor_max_sessions_per_run, settings.transcript_wait_minutes)
     if not due.sessions:
         return SkipReason(
             "No call sessions are due. Waiting: "

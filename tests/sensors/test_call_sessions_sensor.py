@@ -8,7 +8,7 @@ from dagster import DagsterInstance, SkipReason, build_sensor_context
 from callsync_dagster.core.models import CallSession
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
-from callsync_dagster.sensors.call_sessions import MAX_SESSIONS_PER_RUN, call_sessions_due_sensor, call_sync_run_key
+from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor, call_sync_run_key
 
 
 def _evaluate(instance: DagsterInstance, postgres: PostgresResource, settings: CallSyncSettings) -> Any:
@@ -70,7 +70,7 @@ def test_request_bounded_per_run(
     result = _evaluate(dagster_instance, postgres, settings)
 
     session_ids = result.run_requests[0].run_config["ops"]["fetch"]["config"]["session_ids"]
-    assert len(session_ids) == MAX_SESSIONS_PER_RUN
+    assert len(session_ids) == settings.sensor_max_sessions_per_run
 
 
 def test_claimed_sessions_not_requested(
