@@ -314,7 +314,7 @@ def test_applied_create_answered_502_no_duplicate(
         json={
             "status": 502,
             "count": 1,
-            "path_contains": "/crm/v3/objects/calls",
+            "path": "/crm/v3/objects/calls",
             "method": "POST",
             "apply_request": True,
         },
