@@ -12,7 +12,7 @@ SYNC_CALLS_JOB_NAME = "sync_calls_to_hubspot"
 
 
 # The steps share one HTTP client and one connection pool, and a run costs a few seconds less without a
-# process per step; parallelism comes from batching and concurrent runs instead.
+# process per step. Parallelism comes from batching and concurrent runs instead.
 @job(
     name=SYNC_CALLS_JOB_NAME,
     executor_def=in_process_executor,

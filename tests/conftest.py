@@ -1,7 +1,7 @@
 """Fixtures shared by every test: a throwaway PostgreSQL database, the HubSpot stand-in, resources.
 
 Everything here is real: PostgreSQL on 127.0.0.1:5432 (or TEST_DATABASE_URL, or an embedded server when
-neither answers), the stand-in over HTTP on 127.0.0.1, and a Dagster instance on disk.
+neither accepts connections), the stand-in over HTTP on 127.0.0.1, and a Dagster instance on disk.
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ def _cut_summary(summary: str, max_length: int) -> str:
     marker = "<p><em>[Summary truncated to fit HubSpot's property size limit]</em></p>"
     heading = "<p><strong>Summary</strong></p>"
     budget = max_length - len(marker) - len(heading)
-    # Cut the raw text, not the HTML, so no entity or tag is split; escaping can only grow the text, so
-    # shrink until the escaped result fits.
+    # Cut the raw text, not the HTML, so that no entity or tag is split. Escaping can only grow the text,
+    # so the cut shrinks until the escaped result fits.
     cut = summary[: max(budget, 0)]
     while cut and len(_paragraphs(cut)) > budget:
         cut = cut[: len(cut) - max(1, (len(_paragraphs(cut)) - budget) // 6 + 1)]

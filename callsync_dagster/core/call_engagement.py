@@ -25,7 +25,7 @@ def format_hubspot_timestamp(moment: datetime) -> str:
 
 
 def call_duration_ms(session: CallSession) -> int:
-    """Talk time in milliseconds, from answer to hang-up; 0 for unanswered calls, never negative."""
+    """Return the talk time in milliseconds, from `answered_at` to `ended_at`: 0 when unanswered, never negative."""
     if session.answered_at is None or session.ended_at is None:
         return 0
     milliseconds = int((session.ended_at - session.answered_at).total_seconds() * 1000)

@@ -1,4 +1,4 @@
-"""Which side of a call is the customer: the counterparty, never the company's own number."""
+"""Counterparty selection: the customer's side of a call, never the company's own number."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class Counterparty:
 
 @dataclass(frozen=True)
 class CounterpartyProblem:
-    """Why a session has no counterparty to match; becomes the session's skip reason."""
+    """The reason a session has no counterparty to match, which becomes its skip reason."""
 
     code: str
     reason: str
@@ -58,8 +58,8 @@ def find_counterparty(
     """Pick the customer's number: `from_number` for inbound calls, `to_number` for outbound ones.
 
     A missing or unknown direction is not guessed. It is inferred only when exactly one side is a valid
-    number (the other being an extension, empty or hidden), and the result says so; otherwise the session
-    is skipped with the reason.
+    number (the other being an extension, empty or hidden), and the result records that. Otherwise the
+    session is skipped with the reason.
     """
     parsed_direction = parse_direction(direction)
 

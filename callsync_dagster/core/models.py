@@ -69,7 +69,7 @@ class SyncLogEntry(BaseModel):
 
 
 class SessionOutcome(BaseModel):
-    """How a session ended in a run: synced, skipped with a reason, or failed with a message."""
+    """The end state of a session in a run: synced, skipped with a reason, or failed with a message."""
 
     model_config = ConfigDict(frozen=True)
 

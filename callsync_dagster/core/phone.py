@@ -26,7 +26,7 @@ class PhoneNumber:
 
 @dataclass(frozen=True)
 class PhoneProblem:
-    """Why a raw value is not a usable number. `kind` is `hidden` or `invalid`."""
+    """The reason a raw value is not a usable number. `kind` is `hidden` or `invalid`."""
 
     kind: str
     raw: str | None
@@ -42,7 +42,7 @@ class PhoneProblem:
 
 
 def normalize_phone_number(raw: str | None, default_region: str = "SE") -> PhoneNumber | PhoneProblem:
-    """Normalise a number as Telavox delivered it, or say why it cannot be used.
+    """Normalise a number as Telavox delivered it, or return the reason it cannot be used.
 
     National numbers are read in `default_region`; numbers with a country code keep their own country, so
     Norwegian, Danish and Finnish numbers never get +46.
@@ -74,7 +74,7 @@ def _is_bare_country_code(digits: str) -> bool:
 def _candidate_spellings(text: str, digits: str) -> list[str]:
     """Spellings to try, most literal first.
 
-    "46701234567" is a number whose "+" was lost; it is tried as international only after the national
+    "46701234567" is a number whose "+" was lost. It is tried as international only after the national
     reading fails, because a national number could also start with those digits.
     """
     candidates = [text]

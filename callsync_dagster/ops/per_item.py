@@ -31,8 +31,8 @@ def for_each_open_item(
             item.fail(f"hubspot_{step}", str(error), retryable=retryable, correlation_id=error.correlation_id)
             log.warning("Call session %s failed in %s: %s", item.session.id, step, error)
         except Exception as error:
-            # A bug or unexpected data must not take the rest of the batch down; the traceback goes to the
-            # log and the session is retried under the attempt limit.
+            # A bug or unexpected data must not take the rest of the batch down. The traceback goes to the
+            # log, and the session is retried under the attempt limit.
             item.fail(f"error_{step}", f"unexpected {type(error).__name__} in {step}: {error}", retryable=True)
             log.exception("Call session %s failed in %s with an unexpected error", item.session.id, step)
 

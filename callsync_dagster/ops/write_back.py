@@ -26,8 +26,8 @@ def write_back(
 
     for item in batch.items:
         if item.outcome is None:
-            # Every op either finishes a session or leaves it open for the next; reaching here open is a
-            # bug, and the session is failed rather than left claimed.
+            # Every op either finishes a session or leaves it open for the next. An open session here is a
+            # bug, so it is failed rather than left claimed.
             item.fail("internal", "no step decided this session's outcome", retryable=True)
         assert item.outcome is not None
         retry_at = None
@@ -58,7 +58,9 @@ def write_back(
 
     counts = Counter(item.outcome.status.value for item in batch.items if item.outcome)
     skip_reasons = Counter(
-        item.outcome.reason_code for item in batch.items if item.outcome and item.outcome.status is SyncStatus.SKIPPED
+        item.outcome.reason_code or "unspecified"
+        for item in batch.items
+        if item.outcome and item.outcome.status is SyncStatus.SKIPPED
     )
     summary = {
         "sessions": len(batch.items),

@@ -43,7 +43,7 @@ PATHS = {
 # Statuses after which a sent POST may already have been applied (HubSpot's error table).
 _MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 504, 521, 523, 524})
 _TRANSIENT_STATUSES = frozenset({423, 500, 502, 503, 504, 521, 523, 524})
-# HubSpot asks clients to wait at least 2 s after a 423 (record locked during a high-volume sync).
+# HubSpot's error table says to wait at least 2 s after a 423 (record locked during a high-volume sync).
 _LOCKED_MIN_WAIT_SECONDS = 2.0
 
 
@@ -52,7 +52,7 @@ class HubSpotClient:
 
     Reads and searches retry 429, 5xx and network failures with bounded exponential backoff. Creates
     retry only failures where HubSpot cannot have applied the request (429, 423, 503 and connection
-    errors); anything else is raised at once so the caller can look for the object before creating again.
+    errors). Anything else is raised at once, so the caller can look for the object before creating again.
     """
 
     def __init__(
@@ -94,7 +94,7 @@ class HubSpotClient:
         """Search contacts whose phone or mobile phone has this number.
 
         HubSpot's calculated phone properties hold the number without the country code, so the filter
-        uses the national significant number; results are candidates that the caller must confirm.
+        uses the national significant number. Results are candidates that the caller must confirm.
         """
         body = {
             "filterGroups": [

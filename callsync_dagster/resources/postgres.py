@@ -73,7 +73,7 @@ class ClaimResult:
 
 @dataclass(frozen=True)
 class DueSessions:
-    """What the sensor sees: the first due sessions and counts of the work still queued."""
+    """The sensor's view of the queue: the first due sessions and counts of the work still waiting."""
 
     sessions: list[CallSession]
     waiting_for_transcript: int
@@ -251,7 +251,7 @@ class PostgresResource(ConfigurableResource):
         """Claim the given sessions, whatever their retry time or transcript state.
 
         An explicit id is an operator's request (a UI launch or a replay), so backoff and the transcript
-        wait are ignored; a synced session or one under another run's live claim is still never taken.
+        wait are ignored. A synced session or one under another run's live claim is still never taken.
         """
         table = self._table("telavox_call_sessions")
         query = sql.SQL(
@@ -298,7 +298,7 @@ class PostgresResource(ConfigurableResource):
     ) -> bool:
         """Write a session's outcome and its sync log rows in one transaction.
 
-        The update only applies while `run_id` still holds the claim. Returns False when the claim was
+        The update only applies while the claim still belongs to `run_id`. Returns False when the claim was
         lost (the lease expired and another run took the session); the log rows are written either way,
         so the audit trail keeps what this run did.
         """

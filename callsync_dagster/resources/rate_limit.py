@@ -12,7 +12,7 @@ class SlidingWindowLimiter:
     """Allow at most `max_requests` in any `interval_seconds` window within this process.
 
     NOTE: the window lives in this process's memory, so concurrent runs against one HubSpot account
-    each get the full allowance; HubSpot's 429 answers (retried by the client) are the backstop.
+    each get the full allowance. HubSpot's 429 responses, which the client retries, are the backstop.
     """
 
     def __init__(

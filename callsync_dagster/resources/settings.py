@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 
 
 class CallSyncSettings(ConfigurableResource):
-    """How callsync reads numbers and times, and when it syncs, retries and gives up."""
+    """The sync policy: how numbers and times are read, and when a session is synced, retried or given up."""
 
     default_region: str = Field(default="SE", description="Region for numbers without a country code (ISO 3166).")
     timezone: str = Field(default="Europe/Stockholm", description="Time zone of the local date in CALL titles.")

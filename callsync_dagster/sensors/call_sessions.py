@@ -14,9 +14,9 @@ from callsync_dagster.resources.settings import CallSyncSettings
 def call_sync_run_key(sessions: list[CallSession], lease_minutes: int, now: float) -> str:
     """Build a run key that is stable while the same sessions wait, and changes when they need another run.
 
-    It covers each session's id and attempt count (a claim raises the count, so a retry gets a new key) and
-    the current lease period: Dagster never relaunches a key it has seen, so a run that died before it
-    claimed anything must not block its sessions for ever. Within one lease period a repeated key is
+    It covers each session's id and attempt count, and a claim raises the count, so a retry gets a new key.
+    It also covers the current lease period. Dagster never relaunches a key it has seen, and a run that died
+    before it claimed anything must not block its sessions for ever. Within one lease period a repeated key is
     dropped by Dagster; a second run launched in the next period finds the sessions claimed and does nothing.
     """
     lease_period = int(now // (lease_minutes * 60))
