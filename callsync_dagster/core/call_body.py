@@ -77,7 +77,7 @@ def build_call_body(
 ) -> str:
     """Build `hs_call_body` within `max_length` characters.
 
-    The transcript is cut at a turn boundary, never inside a turn, and a visible marker says how many
+    The transcript is cut at a turn boundary, never inside a turn, and a visible marker gives how many
     turns were left out. Without speaker turns the full text is used, one paragraph per line. A summary
     too long to leave room for the marker is cut on its own, with its own marker.
     """

@@ -32,11 +32,12 @@ def call_duration_ms(session: CallSession) -> int:
     return max(milliseconds, 0)
 
 
-def call_title(direction: CallDirection, counterparty: PhoneNumber, moment: datetime, timezone: str) -> str:
+def call_title(direction: CallDirection, counterparty: PhoneNumber | None, moment: datetime, timezone: str) -> str:
     local_date = moment.astimezone(ZoneInfo(timezone)).date().isoformat()
+    number = counterparty.display if counterparty else "an unknown number"
     if direction is CallDirection.INBOUND:
-        return f"Inbound call from {counterparty.display} on {local_date}"
-    return f"Outbound call to {counterparty.display} on {local_date}"
+        return f"Inbound call from {number} on {local_date}"
+    return f"Outbound call to {number} on {local_date}"
 
 
 def build_call_properties(

@@ -28,7 +28,8 @@ class Counterparty:
     """The customer's side of a call and the direction it was read with."""
 
     direction: CallDirection
-    number: PhoneNumber
+    # None only when the number is hidden or invalid but the session names its contact already.
+    number: PhoneNumber | None
     raw_number: str | None
     # Set when the session had no usable direction and it was read from the numbers instead.
     direction_inferred_from: str | None = None
@@ -54,12 +55,16 @@ def find_counterparty(
     from_number: str | None,
     to_number: str | None,
     default_region: str = "SE",
+    has_prefilled_contact: bool = False,
 ) -> Counterparty | CounterpartyProblem:
     """Pick the customer's number: `from_number` for inbound calls, `to_number` for outbound ones.
 
     A missing or unknown direction is not guessed. It is inferred only when exactly one side is a valid
     number (the other being an extension, empty or hidden), and the result records that. Otherwise the
     session is skipped with the reason.
+
+    With `has_prefilled_contact`, a hidden or invalid customer number is no reason to skip: the
+    application already linked the call to its contact, so only the number is missing.
     """
     parsed_direction = parse_direction(direction)
 
@@ -70,6 +75,8 @@ def find_counterparty(
     side = "from_number" if parsed_direction is CallDirection.INBOUND else "to_number"
     normalized = normalize_phone_number(raw, default_region)
     if isinstance(normalized, PhoneProblem):
+        if has_prefilled_contact:
+            return Counterparty(direction=parsed_direction, number=None, raw_number=raw)
         return CounterpartyProblem(
             f"{normalized.kind}_number",
             f"{side} of this {parsed_direction.value.lower()} call: {normalized.reason}",

@@ -34,7 +34,8 @@ class PhoneProblem:
     @property
     def reason(self) -> str:
         if self.kind == "hidden":
-            return f"hidden caller: the number {self.raw!r} is withheld, so there is no contact to match"
+            shown = "empty" if not (self.raw or "").strip() else repr(self.raw)
+            return f"hidden caller: the number is withheld ({shown}), so there is no contact to match"
         return (
             f"invalid phone number {self.raw!r}: it is not a valid number in any format callsync accepts "
             "(E.164, national, 00-prefixed or bare country code); correct it in the call session to sync it"

@@ -42,7 +42,11 @@ def enrich(
         session = item.session
 
         counterparty = find_counterparty(
-            session.direction, session.from_number, session.to_number, settings.default_region
+            session.direction,
+            session.from_number,
+            session.to_number,
+            settings.default_region,
+            has_prefilled_contact=bool(session.hubspot_contact_id),
         )
         if isinstance(counterparty, CounterpartyProblem):
             item.skip(counterparty.code, counterparty.reason)
@@ -58,7 +62,9 @@ def enrich(
                 },
             )
 
-        if counterparty.number.e164 in blocked:
+        if counterparty.number is None:
+            item.record("counterparty_number_unusable", detail={"raw_number": counterparty.raw_number})
+        elif counterparty.number.e164 in blocked:
             reason = (
                 f"blocked number {counterparty.number.e164}: {blocked[counterparty.number.e164] or 'no reason given'}"
             )

@@ -50,6 +50,7 @@ def resolve_contact(item: CallSyncItem, client: HubSpotClient, settings: CallSyn
 
     assert item.counterparty is not None, "enrich sets the counterparty of every open session"
     number = item.counterparty.number
+    assert number is not None, "only a session with a prefilled contact lacks a usable number"
     candidates = client.search_contacts_by_phone(number.national_significant_number)
     match = choose_contact(confirm_contact_matches(number, candidates, settings.default_region))
 

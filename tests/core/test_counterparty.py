@@ -55,6 +55,19 @@ def test_company_side_never_matched() -> None:
     assert "from_number" in result.reason
 
 
+def test_prefilled_contact_tolerates_hidden_number() -> None:
+    result = find_counterparty("INBOUND", "anonymous", COMPANY, has_prefilled_contact=True)
+    assert isinstance(result, Counterparty)
+    assert result.number is None
+    assert result.direction is CallDirection.INBOUND
+
+
+def test_prefilled_contact_needs_direction() -> None:
+    result = find_counterparty(None, "anonymous", "", has_prefilled_contact=True)
+    assert isinstance(result, CounterpartyProblem)
+    assert result.code == "unknown_direction"
+
+
 def test_invalid_counterparty_skipped() -> None:
     result = find_counterparty("OUTBOUND", COMPANY, "12")
     assert isinstance(result, CounterpartyProblem)

@@ -73,11 +73,15 @@ def core_outcome(session: dict[str, Any], blocked: dict[str, str | None]) -> tup
         return (NOT_ELIGIBLE, None)
 
     counterparty = find_counterparty(
-        session["direction"], session["from_number"], session["to_number"], SETTINGS.default_region
+        session["direction"],
+        session["from_number"],
+        session["to_number"],
+        SETTINGS.default_region,
+        has_prefilled_contact=bool(session["hubspot_contact_id"]),
     )
     if isinstance(counterparty, CounterpartyProblem):
         return (SKIPPED, counterparty.code)
-    if counterparty.number.e164 in blocked:
+    if counterparty.number is not None and counterparty.number.e164 in blocked:
         return (SKIPPED, "blocked_number")
     return (SYNCED, None)
 

@@ -197,6 +197,26 @@ def test_unusable_number_skipped(
     assert _calls(standin) == []
 
 
+def test_hidden_number_with_prefilled_contact(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+    known_customer: dict[str, str],
+) -> None:
+    session_id = insert_session(from_number="private", hubspot_contact_id=known_customer["contact_id"])
+
+    assert run_sync_job().success
+
+    row = session_row(db, session_id)
+    assert row["sync_status"] == "synced"
+    call = _calls(standin)[0]
+    assert call["properties"]["hs_call_title"].startswith("Inbound call from an unknown number on ")
+    assert "hs_call_from_number" not in call["properties"]
+    assert _associated(call, "contacts") == {known_customer["contact_id"]: {194}}
+    assert "counterparty_number_unusable" in [entry["action"] for entry in sync_log(db, session_id)]
+
+
 def test_blocked_number_skipped(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
