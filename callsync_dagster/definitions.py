@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, mem_io_manager
 
 from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.hubspot import DEFAULT_BASE_URL, HubSpotResource
@@ -16,6 +16,9 @@ defs = Definitions(
     jobs=[sync_calls_to_hubspot],
     sensors=[call_sessions_due_sensor],
     resources={
+        # Op outputs carry transcripts, which are personal data: keep them in the run's memory instead of
+        # pickling them under DAGSTER_HOME. The job runs in one process, so nothing needs them on disk.
+        "io_manager": mem_io_manager,
         # Secrets are EnvVar so Dagster resolves them at run launch and never shows their values.
         "postgres": PostgresResource(
             database_url=EnvVar("CALLSYNC_DATABASE_URL"),

@@ -117,7 +117,7 @@ class PostgresResource(ConfigurableResource):
                 self.database_url,
                 min_size=1,
                 max_size=self.pool_max_size,
-                kwargs={"prepare_threshold": None, "row_factory": dict_row},
+                kwargs={"prepare_threshold": None, "row_factory": dict_row, "connect_timeout": 10},
                 open=True,
                 name="callsync",
             )
