@@ -24,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("ui", help="serve the Dagster UI on 127.0.0.1:3000 over the demo data")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    # One line per HTTP request or embedded-server command buries the results; warnings still show.
-    for noisy in ("httpx", "pgserver", "alembic"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Only callsync's own loggers print here: Dagster prints its run logs itself, and one line per HTTP
+    # request or embedded-server command would bury the results. Their warnings still show.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("callsync_dagster").setLevel(logging.INFO)
+    logging.getLogger("callsync_dagster.hubspot_standin").setLevel(logging.WARNING)
+    logging.getLogger("dagster").propagate = False
 
     if args.command == "migrate":
         database_url = os.environ.get("CALLSYNC_DATABASE_URL")

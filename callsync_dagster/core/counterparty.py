@@ -44,7 +44,7 @@ class CounterpartyProblem:
 
 
 def parse_direction(raw: str | None) -> CallDirection | None:
-    """Read `direction` in any spelling the data contract allows; None when absent or unknown."""
+    """Read INBOUND/OUTBOUND, INCOMING/OUTGOING or IN/OUT in any case; None when absent or unknown."""
     if raw is None:
         return None
     return _DIRECTION_SPELLINGS.get(raw.strip().lower())
@@ -59,8 +59,8 @@ def find_counterparty(
 ) -> Counterparty | CounterpartyProblem:
     """Pick the customer's number: `from_number` for inbound calls, `to_number` for outbound ones.
 
-    A missing or unknown direction is not guessed. It is inferred only when exactly one side is a valid
-    number (the other being an extension, empty or hidden), and the result records that. Otherwise the
+    A missing or unknown direction is not guessed. It is inferred only when one side is a valid number and
+    the other an extension or other non-number, and the result records that. Otherwise the
     session is skipped with the reason.
 
     With `has_prefilled_contact`, a hidden or invalid customer number is no reason to skip: the
@@ -91,24 +91,28 @@ def _infer_from_numbers(
     to_parsed = normalize_phone_number(to_number, default_region)
     from_valid = isinstance(from_parsed, PhoneNumber)
     to_valid = isinstance(to_parsed, PhoneNumber)
+    # Only an extension or other non-number marks the company's side. A hidden side is a withheld
+    # customer, and reading the other side as the customer would match the company's own number.
+    from_is_extension = isinstance(from_parsed, PhoneProblem) and from_parsed.kind == "invalid"
+    to_is_extension = isinstance(to_parsed, PhoneProblem) and to_parsed.kind == "invalid"
 
-    if isinstance(from_parsed, PhoneNumber) and not to_valid:
+    if isinstance(from_parsed, PhoneNumber) and to_is_extension:
         return Counterparty(
             CallDirection.INBOUND,
             from_parsed,
             from_number,
             direction_inferred_from="only from_number is a number",
         )
-    if isinstance(to_parsed, PhoneNumber) and not from_valid:
+    if isinstance(to_parsed, PhoneNumber) and from_is_extension:
         return Counterparty(
             CallDirection.OUTBOUND, to_parsed, to_number, direction_inferred_from="only to_number is a number"
         )
-    if from_valid:
+    if from_valid or to_valid:
         return CounterpartyProblem(
             "unknown_direction",
             f"unknown call direction {direction!r}: expected INBOUND or OUTBOUND (or INCOMING/OUTGOING), and "
-            "both numbers are valid, so the customer's side cannot be told apart; set direction on the call "
-            "session to sync it",
+            f"the numbers (from {from_number!r}, to {to_number!r}) do not show which side is the customer; "
+            "set direction on the call session to sync it",
         )
     return CounterpartyProblem(
         "unknown_direction",

@@ -42,6 +42,7 @@ class CallSession(BaseModel):
     summary: str | None = None
     hubspot_engagement_id: str | None = None
     sync_attempts: int = 0
+    updated_at: datetime | None = None
 
 
 class Transcription(BaseModel):
@@ -78,6 +79,9 @@ class SessionOutcome(BaseModel):
     # A stable short name for the reason (e.g. hidden_number), for counting and filtering.
     reason_code: str | None = None
     retryable: bool = False
+    # False for failures that are no fault of the session (a rejected token, a used-up daily limit), so
+    # they do not bring it closer to its attempt limit.
+    charge_attempt: bool = True
     hubspot_contact_id: str | None = None
     hubspot_company_id: str | None = None
     hubspot_engagement_id: str | None = None

@@ -28,10 +28,13 @@ class CallSyncItem:
     call_associations: list[dict[str, Any]] = field(default_factory=list)
     log: list[SyncLogEntry] = field(default_factory=list)
     outcome: SessionOutcome | None = None
+    # Set when another run took the session after this run's lease expired; nothing more is done or
+    # written for it here.
+    claim_lost: bool = False
 
     @property
     def is_done(self) -> bool:
-        return self.outcome is not None
+        return self.outcome is not None or self.claim_lost
 
     def record(self, action: str, **details: Any) -> None:
         self.log.append(SyncLogEntry(action=action, **details))
@@ -40,9 +43,26 @@ class CallSyncItem:
         self.outcome = SessionOutcome(status=SyncStatus.SKIPPED, reason=reason, reason_code=reason_code)
         self.record("skipped", error=reason, detail={"reason_code": reason_code})
 
-    def fail(self, reason_code: str, message: str, *, retryable: bool, correlation_id: str | None = None) -> None:
+    def fail(
+        self,
+        reason_code: str,
+        message: str,
+        *,
+        retryable: bool,
+        correlation_id: str | None = None,
+        charge_attempt: bool = True,
+    ) -> None:
+        # The HubSpot ids learnt so far are kept, so the next attempt reuses the contact and finds the CALL
+        # by its id instead of relying on HubSpot's lagging search.
         self.outcome = SessionOutcome(
-            status=SyncStatus.FAILED, reason=message, reason_code=reason_code, retryable=retryable
+            status=SyncStatus.FAILED,
+            reason=message,
+            reason_code=reason_code,
+            retryable=retryable,
+            charge_attempt=charge_attempt,
+            hubspot_contact_id=self.contact_id,
+            hubspot_company_id=self.company_id,
+            hubspot_engagement_id=self.engagement_id,
         )
         self.record(
             "failed",

@@ -19,16 +19,16 @@ def database_answers(conninfo: str, timeout_seconds: int = 3) -> bool:
         return False
 
 
-def start_embedded_postgres(data_dir: Path, keep_running: bool = False) -> str:
+def start_embedded_postgres(data_dir: Path) -> str:
     """Start (or reuse) the embedded server whose data lives in `data_dir`; return its connection URL.
 
-    pgserver listens on a Unix socket inside `data_dir` only, never on a network address. With
-    `keep_running`, the server outlives this process so a later command can reuse the data.
+    pgserver listens on a Unix socket inside `data_dir` only, never on a network address, and stops the
+    server when this process exits.
     """
     import pgserver  # A development dependency: imported here so production installs do not need it.
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
     url: str = server.get_uri()
     logger.info("Embedded PostgreSQL is running with its data in %s", data_dir)
     return url

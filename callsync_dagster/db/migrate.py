@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -40,44 +41,49 @@ def load_migrations() -> list[Migration]:
 def apply_migrations(conninfo: str, schema: str = "public") -> list[str]:
     """Apply every migration not yet recorded in `schema`, each in its own transaction.
 
-    Returns the versions applied by this call. Safe to run concurrently: an advisory lock serialises
-    migrators, and each migration's SQL is idempotent besides.
+    Returns the versions applied by this call. Safe to run concurrently: a session-level advisory lock,
+    taken before anything else, serialises migrators.
     """
     validate_schema_name(schema)
     schema_id = sql.Identifier(schema)
-    applied_now: list[str] = []
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema_id))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.{} (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-            ).format(schema_id, sql.Identifier(MIGRATIONS_TABLE))
-        )
+        conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_ADVISORY_LOCK_KEY,))
+        try:
+            applied_now = _apply_locked(conn, schema, schema_id)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_ADVISORY_LOCK_KEY,))
+    return applied_now
 
-        for migration in load_migrations():
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_ADVISORY_LOCK_KEY,))
-                already_applied = conn.execute(
-                    sql.SQL("SELECT 1 FROM {}.{} WHERE version = %s").format(
-                        schema_id, sql.Identifier(MIGRATIONS_TABLE)
-                    ),
-                    (migration.version,),
-                ).fetchone()
-                if already_applied:
-                    continue
 
-                # SET LOCAL lasts until the end of this transaction, so the unqualified names in the SQL
-                # files resolve to the target schema and nothing leaks into the session.
-                conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(schema_id))
-                conn.execute(migration.sql_text)  # type: ignore[arg-type]
-                conn.execute(
-                    sql.SQL("INSERT INTO {}.{} (version) VALUES (%s)").format(
-                        schema_id, sql.Identifier(MIGRATIONS_TABLE)
-                    ),
-                    (migration.version,),
-                )
-                applied_now.append(migration.version)
-                logger.info("Applied migration %s to schema %s", migration.version, schema)
+def _apply_locked(conn: psycopg.Connection[Any], schema: str, schema_id: sql.Identifier) -> list[str]:
+    """Apply the due migrations while this connection holds the migration lock."""
+    applied_now: list[str] = []
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema_id))
+    conn.execute(
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.{} (version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        ).format(schema_id, sql.Identifier(MIGRATIONS_TABLE))
+    )
+
+    for migration in load_migrations():
+        with conn.transaction():
+            already_applied = conn.execute(
+                sql.SQL("SELECT 1 FROM {}.{} WHERE version = %s").format(schema_id, sql.Identifier(MIGRATIONS_TABLE)),
+                (migration.version,),
+            ).fetchone()
+            if already_applied:
+                continue
+
+            # SET LOCAL lasts until the end of this transaction, so the unqualified names in the SQL
+            # files resolve to the target schema and nothing leaks into the session.
+            conn.execute(sql.SQL("SET LOCAL search_path TO {}, public").format(schema_id))
+            conn.execute(migration.sql_text)  # type: ignore[arg-type]
+            conn.execute(
+                sql.SQL("INSERT INTO {}.{} (version) VALUES (%s)").format(schema_id, sql.Identifier(MIGRATIONS_TABLE)),
+                (migration.version,),
+            )
+            applied_now.append(migration.version)
+            logger.info("Applied migration %s to schema %s", migration.version, schema)
 
     return applied_now

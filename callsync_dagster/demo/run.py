@@ -41,13 +41,14 @@ def project_dir() -> Path:
     return Path.cwd()
 
 
-def prepare_database(keep_running: bool) -> str:
+def prepare_database() -> str:
     """Return the demo database URL (DATABASE_URL, else an embedded server under .pgdata/), migrated."""
     url = os.environ.get("DATABASE_URL")
     if url:
         print(f"Using the database from DATABASE_URL, schema {DEMO_SCHEMA}")
     else:
-        url = start_embedded_postgres(project_dir() / ".pgdata", keep_running=keep_running)
+        # The server stops when this process exits, `make ui` included.
+        url = start_embedded_postgres(project_dir() / ".pgdata")
         print("Started embedded PostgreSQL with its data in .pgdata/")
 
     with psycopg.connect(url, autocommit=True) as conn:
@@ -87,7 +88,7 @@ def configure_environment(database_url: str, standin_url: str) -> Path:
 def run_demo() -> int:
     """Sync the demo data through Dagster, print the results and compare them with what was seeded."""
     started = time.monotonic()
-    database_url = prepare_database(keep_running=False)
+    database_url = prepare_database()
 
     with StandinServer(demo_standin_state()) as standin:
         dataset = seed(database_url, standin)
@@ -159,6 +160,7 @@ def print_report(
     print(f"{'outcome':<34}{'sessions':>10}{'seeded as':>11}")
     for key in sorted(set(actual) | set(expected)):
         print(f"{key:<34}{actual[key]:>10}{expected[key]:>11}")
+    print("(pending: calls still in progress, or ended minutes ago and waiting for their transcript)")
     print()
     print(f"Dagster runs:        {runs}")
     print(f"HubSpot requests:    {requests.get('total', '?')}")
@@ -173,12 +175,25 @@ def report_mismatches(actual: Counter[str], expected: Counter[str]) -> list[str]
     return mismatched
 
 
+def print_launch_examples(dataset: DemoDataset) -> None:
+    """Print a few session ids to launch from the UI's Launchpad, with what each shows."""
+    wanted = ("existing_contact_phone", "new_contact", "prefilled_contact_and_deal", "hidden_anonymous")
+    print("Call sessions to launch one by one (Launchpad: ops.fetch.config.session_ids):")
+    for category in wanted:
+        session_id = next((sid for sid, name in dataset.categories.items() if name == category), None)
+        if session_id:
+            print(f"  {session_id}  {category.replace('_', ' ')}")
+    print("The sensor syncs every due session within about a minute; stop it on the Automation page first")
+    print("to see a launched session go from pending to synced.")
+
+
 def run_ui() -> int:
     """Serve the Dagster UI on 127.0.0.1:3000 over freshly seeded demo data, with the sensor running."""
-    database_url = prepare_database(keep_running=True)
+    database_url = prepare_database()
     with StandinServer(demo_standin_state(), port=UI_STANDIN_PORT) as standin:
-        seed(database_url, standin)
+        dataset = seed(database_url, standin)
         configure_environment(database_url, standin.url)
+        print_launch_examples(dataset)
         print(f"HubSpot stand-in on {standin.url} (written CALLs: {standin.url}/_standin/objects/calls)")
         print(f"Dagster UI on http://127.0.0.1:{UI_PORT}; stop with Ctrl-C")
         command = [

@@ -5,6 +5,7 @@ from dagster import OpExecutionContext, op
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.ops.per_item import for_each_open_item
 from callsync_dagster.resources.hubspot import HubSpotResource
+from callsync_dagster.resources.hubspot_errors import HubSpotNotFoundError
 
 
 @op(description="Read each CALL back, add any missing contact, company or deal association, mark it synced.")
@@ -17,9 +18,25 @@ def associate(context: OpExecutionContext, batch: CallSyncBatch, hubspot: HubSpo
             return
         assert item.engagement_id is not None, "upsert sets the CALL id of every open session"
 
-        call = client.get_call(item.engagement_id)
+        prefilled = item.engagement_id == item.session.hubspot_engagement_id
+        try:
+            call = client.get_call(item.engagement_id)
+        except HubSpotNotFoundError:
+            if not prefilled:
+                raise
+            item.fail(
+                "call_not_found",
+                f"the stored hubspot_engagement_id {item.engagement_id} does not exist in HubSpot; clear it on "
+                "the call session to let callsync create a new CALL",
+                retryable=False,
+            )
+            return
+
         external_id = (call.get("properties") or {}).get("hs_call_external_id")
-        if external_id != item.session.telavox_call_id:
+        # A CALL the application logged before callsync may have no external id; one with another
+        # external id belongs to another call.
+        accepted_ids = {item.session.telavox_call_id, None} if prefilled else {item.session.telavox_call_id}
+        if external_id not in accepted_ids:
             item.fail(
                 "call_mismatch",
                 f"CALL {item.engagement_id} has hs_call_external_id {external_id!r}, not "

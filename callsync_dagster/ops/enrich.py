@@ -50,7 +50,6 @@ def enrich(
         )
         if isinstance(counterparty, CounterpartyProblem):
             item.skip(counterparty.code, counterparty.reason)
-            context.log.info("Skipped call session %s: %s", session.id, counterparty.reason)
             return
         item.counterparty = counterparty
         if counterparty.direction_inferred_from:
@@ -69,7 +68,6 @@ def enrich(
                 f"blocked number {counterparty.number.e164}: {blocked[counterparty.number.e164] or 'no reason given'}"
             )
             item.skip("blocked_number", reason)
-            context.log.info("Skipped call session %s: %s", session.id, reason)
             return
 
         if session.agent_user_id and "@" in session.agent_user_id:
@@ -81,7 +79,7 @@ def enrich(
         item.call_properties = build_call_properties(
             session,
             counterparty,
-            build_body(item.transcription, session.transcription_status, settings.transcript_wait_minutes),
+            build_body(item.transcription, session.transcription_status),
             item.owner_id,
             settings.timezone,
             settings.default_region,
@@ -109,7 +107,7 @@ def blocked_numbers_by_e164(
     return blocked, unusable
 
 
-def build_body(transcription: Transcription | None, transcription_status: str | None, wait_minutes: int) -> str:
+def build_body(transcription: Transcription | None, transcription_status: str | None) -> str:
     """Build the CALL body, saying why when there is no transcript to show."""
     transcription = transcription or Transcription(source="none")
     turns = parse_speaker_turns(transcription.speaker_labels)
@@ -119,9 +117,11 @@ def build_body(transcription: Transcription | None, transcription_status: str | 
     if not has_text:
         if transcription_status == "failed":
             missing_note = "No transcript: the transcription of this call failed."
+        elif transcription_status == "completed":
+            missing_note = "No transcript: the transcription finished but its text is empty."
         else:
             missing_note = (
-                f"No transcript: none was ready {wait_minutes} minutes after the call ended "
+                "No transcript: the transcription was not finished when this call was logged "
                 f"(transcription status {transcription_status or 'unknown'})."
             )
     return build_call_body(transcription.summary, turns, transcription.full_text, missing_note)

@@ -21,7 +21,12 @@ class FetchConfig(Config):
         default=100,
         ge=1,
         le=10_000,
-        description="Most due sessions this run claims; explicit ids are all taken.",
+        description="Maximum number of due sessions this run claims; explicit session_ids are all taken.",
+    )
+    only_due: bool = Field(
+        default=False,
+        description="Claim the given session_ids only while they are due (the sensor's runs). Leave it off to "
+        "sync a session now, ignoring its retry delay.",
     )
     dry_run: bool = Field(
         default=False,
@@ -56,7 +61,13 @@ def fetch(
         context.log.info("Dry run: read %d call sessions without claiming them", len(sessions))
 
     elif config.session_ids:
-        claim = postgres.claim_sessions_by_id(run_id, config.session_ids, settings.claim_lease_minutes)
+        claim = postgres.claim_sessions_by_id(
+            run_id,
+            config.session_ids,
+            settings.claim_lease_minutes,
+            only_due=config.only_due,
+            transcript_wait_minutes=settings.transcript_wait_minutes,
+        )
         sessions = claim.sessions
         for unclaimed in claim.unclaimed:
             context.log.warning("Call session %s was not claimed: %s", unclaimed.session_id, unclaimed.reason)
@@ -64,7 +75,11 @@ def fetch(
 
     else:
         sessions = postgres.claim_due_sessions(
-            run_id, config.max_batch_size, settings.transcript_wait_minutes, settings.claim_lease_minutes
+            run_id,
+            config.max_batch_size,
+            settings.transcript_wait_minutes,
+            settings.claim_lease_minutes,
+            settings.max_attempts,
         )
         context.log.info("Claimed %d due call sessions", len(sessions))
 

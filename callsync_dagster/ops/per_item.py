@@ -26,10 +26,18 @@ def for_each_open_item(
         except HubSpotAuthError as error:
             stop_batch(batch, error, log)
             return
+        except HubSpotRateLimitError as error:
+            # A used-up daily limit is the account's state, not the session's, so no attempt is charged.
+            item.fail(
+                "hubspot_rate_limit",
+                str(error),
+                retryable=True,
+                correlation_id=error.correlation_id,
+                charge_attempt=error.policy_name != "DAILY",
+            )
         except HubSpotError as error:
-            retryable = isinstance(error, HubSpotTransientError | HubSpotRateLimitError)
+            retryable = isinstance(error, HubSpotTransientError)
             item.fail(f"hubspot_{step}", str(error), retryable=retryable, correlation_id=error.correlation_id)
-            log.warning("Call session %s failed in %s: %s", item.session.id, step, error)
         except Exception as error:
             # A bug or unexpected data must not take the rest of the batch down. The traceback goes to the
             # log, and the session is retried under the attempt limit.
@@ -41,4 +49,4 @@ def stop_batch(batch: CallSyncBatch, error: HubSpotAuthError, log: logging.Logge
     batch.stop_reason = str(error)
     log.error("Stopping the run: %s", error)
     for item in batch.open_items():
-        item.fail("hubspot_auth", str(error), retryable=True, correlation_id=error.correlation_id)
+        item.fail("hubspot_auth", str(error), retryable=True, correlation_id=error.correlation_id, charge_attempt=False)

@@ -1,6 +1,7 @@
 """upsert: find or create the contact, then create the CALL unless it exists already."""
 
 import json
+from dataclasses import dataclass, field
 
 from dagster import OpExecutionContext, op
 
@@ -17,6 +18,19 @@ from callsync_dagster.resources.settings import CallSyncSettings
 _DRY_RUN_BODY_PREVIEW = 300
 
 
+@dataclass
+class UpsertContext:
+    """What the upsert of one batch shares between its sessions."""
+
+    batch: CallSyncBatch
+    client: HubSpotClient
+    postgres: PostgresResource
+    settings: CallSyncSettings
+    # Contacts created in this run by E.164 number. HubSpot's search lags behind creates, so a second call
+    # from the same new number in one batch would not find the first one's contact.
+    created_contacts: dict[str, str] = field(default_factory=dict)
+
+
 @op(description="Find or create each session's contact, look up its primary company, create the CALL idempotently.")
 def upsert(
     context: OpExecutionContext,
@@ -25,22 +39,38 @@ def upsert(
     hubspot: HubSpotResource,
     settings: CallSyncSettings,
 ) -> CallSyncBatch:
-    client = hubspot.client
+    if not batch.dry_run:
+        renew_claims(batch, postgres, settings, context)
+    shared = UpsertContext(batch, hubspot.client, postgres, settings)
 
     def upsert_one(item: CallSyncItem) -> None:
-        if not resolve_contact(item, client, settings, batch.dry_run):
-            context.log.info("Skipped call session %s: %s", item.session.id, item.outcome and item.outcome.reason)
+        if not resolve_contact(item, shared):
             return
         if item.contact_id:
-            item.company_id = client.get_primary_company_id(item.contact_id)
+            item.company_id = shared.client.get_primary_company_id(item.contact_id)
         item.call_associations = build_call_associations(item.contact_id, item.company_id, item.session.hubspot_deal_id)
-        create_call_once(item, client, postgres, batch, context)
+        create_call_once(item, shared, context)
 
     for_each_open_item(batch, "upsert", upsert_one, context.log)
     return batch
 
 
-def resolve_contact(item: CallSyncItem, client: HubSpotClient, settings: CallSyncSettings, dry_run: bool) -> bool:
+def renew_claims(
+    batch: CallSyncBatch, postgres: PostgresResource, settings: CallSyncSettings, context: OpExecutionContext
+) -> None:
+    """Extend the lease on the batch before HubSpot writes, and drop the sessions another run has taken."""
+    open_items = batch.open_items()
+    held = postgres.renew_claims(batch.run_id, [item.session.id for item in open_items], settings.claim_lease_minutes)
+    for item in open_items:
+        if item.session.id not in held:
+            item.claim_lost = True
+            context.log.warning(
+                "Call session %s: the claim expired and another run took it, so this run leaves it alone",
+                item.session.id,
+            )
+
+
+def resolve_contact(item: CallSyncItem, shared: UpsertContext) -> bool:
     """Set `item.contact_id`; return False when the session was skipped for want of a contact."""
     session = item.session
     if session.hubspot_contact_id:
@@ -51,9 +81,14 @@ def resolve_contact(item: CallSyncItem, client: HubSpotClient, settings: CallSyn
     assert item.counterparty is not None, "enrich sets the counterparty of every open session"
     number = item.counterparty.number
     assert number is not None, "only a session with a prefilled contact lacks a usable number"
-    candidates = client.search_contacts_by_phone(number.national_significant_number)
-    match = choose_contact(confirm_contact_matches(number, candidates, settings.default_region))
 
+    if number.e164 in shared.created_contacts:
+        item.contact_id = shared.created_contacts[number.e164]
+        item.record("contact_matched", hubspot_object_id=item.contact_id, detail={"phone": number.e164, "from": "run"})
+        return True
+
+    candidates = shared.client.search_contacts_by_phone(number.national_significant_number)
+    match = choose_contact(confirm_contact_matches(number, candidates, shared.settings.default_region))
     if match is not None:
         item.contact_id = match.contact_id
         item.record("contact_matched", hubspot_object_id=match.contact_id, detail={"phone": number.e164})
@@ -61,15 +96,11 @@ def resolve_contact(item: CallSyncItem, client: HubSpotClient, settings: CallSyn
             item.record(
                 "contact_ambiguous",
                 hubspot_object_id=match.contact_id,
-                detail={
-                    "phone": number.e164,
-                    "candidates": list(match.ambiguous_ids),
-                    "rule": "lowest id wins",
-                },
+                detail={"phone": number.e164, "candidates": list(match.ambiguous_ids), "rule": "lowest id wins"},
             )
         return True
 
-    if settings.contact_policy == "skip":
+    if shared.settings.contact_policy == "skip":
         item.skip(
             "no_contact",
             f"no HubSpot contact has the number {number.e164} and contact_policy is 'skip'; "
@@ -78,30 +109,31 @@ def resolve_contact(item: CallSyncItem, client: HubSpotClient, settings: CallSyn
         return False
 
     properties = new_contact_properties(number)
-    if dry_run:
+    if shared.batch.dry_run:
         item.record("contact_would_be_created", detail={"properties": properties})
         return True
-    item.contact_id = client.create_contact(properties)
+    item.contact_id = shared.client.create_contact(properties)
+    shared.created_contacts[number.e164] = item.contact_id
     item.record("contact_created", hubspot_object_id=item.contact_id, detail={"phone": number.e164})
     return True
 
 
-def create_call_once(
-    item: CallSyncItem,
-    client: HubSpotClient,
-    postgres: PostgresResource,
-    batch: CallSyncBatch,
-    context: OpExecutionContext,
-) -> None:
-    """Create the CALL unless one with this session's `hs_call_external_id` exists.
+def create_call_once(item: CallSyncItem, shared: UpsertContext, context: OpExecutionContext) -> None:
+    """Create the CALL unless this session already has one.
 
-    HubSpot has no idempotency key for creates, so the external id (the Telavox call id) is the key: a
-    rerun after a crash, or after a create that timed out but was applied, finds the earlier CALL.
+    HubSpot has no idempotency key for creates. A CALL id stored on the session (by the application or an
+    earlier attempt) is used first. Otherwise the external id (the Telavox call id) is the key: a rerun
+    after a crash, or after a create that timed out but was applied, finds the earlier CALL by search.
     """
     session = item.session
     assert item.call_properties is not None, "enrich builds the CALL properties of every open session"
 
-    existing_ids = client.search_calls_by_external_id(session.telavox_call_id)
+    if session.hubspot_engagement_id:
+        item.engagement_id = session.hubspot_engagement_id
+        item.record("call_prefilled", hubspot_object_id=item.engagement_id)
+        return
+
+    existing_ids = shared.client.search_calls_by_external_id(session.telavox_call_id)
     if existing_ids:
         item.engagement_id = existing_ids[0]
         item.record(
@@ -111,7 +143,7 @@ def create_call_once(
         )
         return
 
-    if batch.dry_run:
+    if shared.batch.dry_run:
         preview = dict(item.call_properties)
         preview["hs_call_body"] = preview["hs_call_body"][:_DRY_RUN_BODY_PREVIEW]
         context.log.info(
@@ -121,9 +153,13 @@ def create_call_once(
         )
         return
 
-    # The intent is committed before the request, so an operator can tell from the sync log that a
-    # CALL may exist even when the run died before write-back.
+    # The intent is committed with a fresh lease before the request: an operator can tell from the sync
+    # log that a CALL may exist even when the run died before write-back, and no other run can claim the
+    # session while the create is in flight.
     intent = SyncLogEntry(action="call_create_requested", detail={"hs_call_external_id": session.telavox_call_id})
-    postgres.record_sync_log(session.id, batch.run_id, [intent])
-    item.engagement_id = client.create_call(item.call_properties, item.call_associations)
+    if not shared.postgres.extend_claim(session.id, shared.batch.run_id, shared.settings.claim_lease_minutes, [intent]):
+        item.claim_lost = True
+        context.log.warning("Call session %s: the claim was lost before the CALL create; not creating", session.id)
+        return
+    item.engagement_id = shared.client.create_call(item.call_properties, item.call_associations)
     item.record("call_created", hubspot_object_id=item.engagement_id)

@@ -3,6 +3,7 @@
 from collections import Counter
 from datetime import UTC, datetime
 
+import psycopg
 from dagster import Failure, MetadataValue, OpExecutionContext, Output, op
 
 from callsync_dagster.core.models import SyncStatus
@@ -22,9 +23,12 @@ def write_back(
     settings: CallSyncSettings,
 ) -> Output[dict[str, int]]:
     now = datetime.now(UTC)
-    claims_lost = 0
+    claims_lost = sum(1 for item in batch.items if item.claim_lost)
+    write_errors = 0
 
     for item in batch.items:
+        if item.claim_lost:
+            continue
         if item.outcome is None:
             # Every op either finishes a session or leaves it open for the next. An open session here is a
             # bug, so it is failed rather than left claimed.
@@ -32,9 +36,11 @@ def write_back(
         assert item.outcome is not None
         retry_at = None
         if item.outcome.status is SyncStatus.FAILED and item.outcome.retryable:
+            # An attempt that is not charged (an outage of the account) waits the first delay again.
+            attempts = item.session.sync_attempts if item.outcome.charge_attempt else 1
             retry_at = next_attempt_at(
                 now,
-                item.session.sync_attempts,
+                attempts,
                 settings.max_attempts,
                 settings.retry_initial_delay_minutes,
                 settings.retry_max_delay_minutes,
@@ -49,7 +55,14 @@ def write_back(
             )
         if batch.dry_run:
             continue
-        if not postgres.record_outcome(item.session.id, batch.run_id, item.outcome, item.log, retry_at):
+        try:
+            written = postgres.record_outcome(item.session.id, batch.run_id, item.outcome, item.log, retry_at)
+        except psycopg.Error as error:
+            # The other outcomes are still written; this session comes back when its lease expires.
+            write_errors += 1
+            context.log.error("Call session %s: writing its outcome failed: %s", item.session.id, error)
+            continue
+        if not written:
             claims_lost += 1
             context.log.warning(
                 "Call session %s: the claim expired and another run took it; its outcome here was not written",
@@ -68,6 +81,7 @@ def write_back(
         "skipped": counts[SyncStatus.SKIPPED.value],
         "failed": counts[SyncStatus.FAILED.value],
         "claims_lost": claims_lost,
+        "outcome_write_errors": write_errors,
         "hubspot_requests": hubspot.client.request_count,
     }
     context.log.info(
@@ -77,6 +91,12 @@ def write_back(
         dict(skip_reasons) or "none",
     )
 
+    if write_errors:
+        raise Failure(
+            description=f"{write_errors} session outcomes could not be written to the database; their sessions "
+            "are retried when their claims expire. See the errors above.",
+            metadata={"outcome_write_errors": write_errors},
+        )
     if batch.stop_reason:
         raise Failure(
             description=f"HubSpot rejected the credentials, so the run stopped: {batch.stop_reason}",
@@ -94,6 +114,12 @@ def write_back(
     )
 
 
+def status_text(item: CallSyncItem) -> str:
+    if item.claim_lost:
+        return "claim lost to another run"
+    return item.outcome.status.value if item.outcome else ""
+
+
 def sessions_table(items: list[CallSyncItem]) -> str:
     """Render the run's sessions and their HubSpot ids as a Markdown table for the Dagster UI."""
     lines = [
@@ -104,7 +130,7 @@ def sessions_table(items: list[CallSyncItem]) -> str:
         outcome = item.outcome
         reason = (outcome.reason or "").replace("|", "/") if outcome else ""
         lines.append(
-            f"| {item.session.id} | {item.session.telavox_call_id} | {outcome.status.value if outcome else ''} "
+            f"| {item.session.id} | {item.session.telavox_call_id} | {status_text(item)} "
             f"| {item.contact_id or ''} | {item.company_id or ''} | {item.engagement_id or ''} | {reason[:200]} |"
         )
     return "\n".join(lines)

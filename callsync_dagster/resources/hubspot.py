@@ -41,7 +41,7 @@ PATHS = {
 }
 
 # Statuses after which a sent POST may already have been applied (HubSpot's error table).
-_MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 504, 521, 523, 524})
+_MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
 _TRANSIENT_STATUSES = frozenset({423, 500, 502, 503, 504, 521, 523, 524})
 # HubSpot's error table says to wait at least 2 s after a 423 (record locked during a high-volume sync).
 _LOCKED_MIN_WAIT_SECONDS = 2.0
@@ -51,7 +51,7 @@ class HubSpotClient:
     """The HubSpot operations callsync needs, with retries and typed errors.
 
     Reads and searches retry 429, 5xx and network failures with bounded exponential backoff. Creates
-    retry only failures where HubSpot cannot have applied the request (429, 423, 503 and connection
+    retry only failures where HubSpot cannot have applied the request (429, 423 and connection
     errors). Anything else is raised at once, so the caller can look for the object before creating again.
     """
 

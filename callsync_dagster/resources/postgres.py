@@ -40,6 +40,7 @@ _SESSION_COLUMNS = (
     "summary",
     "hubspot_engagement_id",
     "sync_attempts",
+    "updated_at",
 )
 
 # Must match the predicate of telavox_call_sessions_sync_due_idx word for word, or the planner cannot
@@ -55,6 +56,10 @@ _DUE_AT = sql.SQL("coalesce(sync_next_attempt_at, ended_at)")
 _TRANSCRIPT_READY = sql.SQL(
     "(transcription_status IN ('completed', 'failed') OR ended_at <= now() - make_interval(mins => %(wait)s))"
 )
+
+
+# The most queued rows the sensor's waiting counts look at.
+COUNT_CAP = 10_000
 
 
 @dataclass(frozen=True)
@@ -149,15 +154,18 @@ class PostgresResource(ConfigurableResource):
             due_at=_DUE_AT,
             ready=_TRANSCRIPT_READY,
         )
+        # The counts read at most COUNT_CAP rows of the partial index, so a large backlog cannot slow a
+        # sensor tick down; the caller shows a capped count as "at least".
         counts_query = sql.SQL(
             "SELECT"
             " count(*) FILTER (WHERE sync_status = 'pending' AND NOT {ready}) AS waiting_for_transcript,"
             " count(*) FILTER (WHERE sync_status = 'failed' AND {due_at} > now()) AS waiting_for_retry,"
             " count(*) FILTER (WHERE sync_status = 'syncing' AND {due_at} > now()) AS claimed"
-            " FROM {table} WHERE {due}"
+            " FROM (SELECT sync_status, sync_next_attempt_at, ended_at, transcription_status FROM {table}"
+            "       WHERE {due} LIMIT %(count_cap)s) AS queued"
         ).format(table=sessions_table, due=_DUE_PREDICATE, due_at=_DUE_AT, ready=_TRANSCRIPT_READY)
 
-        params = {"limit": limit, "wait": transcript_wait_minutes}
+        params = {"limit": limit, "wait": transcript_wait_minutes, "count_cap": COUNT_CAP}
         with self.connection() as conn:
             rows = conn.execute(query, params).fetchall()
             counts = conn.execute(counts_query, params).fetchone() or {}
@@ -219,14 +227,16 @@ class PostgresResource(ConfigurableResource):
     # Claiming
 
     def claim_due_sessions(
-        self, run_id: str, limit: int, transcript_wait_minutes: int, lease_minutes: int
+        self, run_id: str, limit: int, transcript_wait_minutes: int, lease_minutes: int, max_attempts: int
     ) -> list[CallSession]:
         """Claim up to `limit` due sessions for `run_id`.
 
         FOR UPDATE SKIP LOCKED lets concurrent runs claim disjoint sets without waiting on each other. The
         claim is a lease: sync_next_attempt_at is set to its expiry, after which a crashed run's sessions
-        are due again.
+        are due again. A session whose expired claims have used up `max_attempts` (a session that kills
+        its run every time) is failed instead of claimed again.
         """
+        self.fail_abandoned_sessions(run_id, max_attempts)
         table = self._table("telavox_call_sessions")
         query = sql.SQL(
             "WITH due AS ("
@@ -247,27 +257,66 @@ class PostgresResource(ConfigurableResource):
             rows = conn.execute(query, params).fetchall()
         return sorted((CallSession.model_validate(row) for row in rows), key=_session_sort_key)
 
-    def claim_sessions_by_id(self, run_id: str, session_ids: Sequence[str], lease_minutes: int) -> ClaimResult:
-        """Claim the given sessions, whatever their retry time or transcript state.
+    def fail_abandoned_sessions(self, run_id: str, max_attempts: int) -> int:
+        """Fail the sessions whose expired claims used up `max_attempts`; return how many.
 
-        An explicit id is an operator's request (a UI launch or a replay), so backoff and the transcript
-        wait are ignored. A synced session or one under another run's live claim is still never taken.
+        Each such claim ended without an outcome (the run died), so claiming the session once more would
+        most likely kill another run and hold up the sessions claimed with it.
         """
         table = self._table("telavox_call_sessions")
+        query = sql.SQL(
+            "WITH abandoned AS ("
+            "  UPDATE {table} SET sync_status = 'failed', sync_reason_code = 'abandoned',"
+            "    sync_reason = format('gave up after %%s attempts: the runs that claimed this session did not"
+            " finish (the last was run %%s); check their logs, then replay it', sync_attempts, sync_claim_run_id),"
+            "    last_error = format('gave up after %%s attempts without an outcome', sync_attempts),"
+            "    sync_next_attempt_at = NULL, sync_claim_run_id = NULL, sync_claimed_at = NULL, updated_at = now()"
+            "  WHERE {due} AND sync_status = 'syncing' AND {due_at} <= now() AND sync_attempts >= %(max_attempts)s"
+            "  RETURNING id, sync_reason"
+            ") "
+            "INSERT INTO {log} (call_session_id, run_id, action, error) SELECT id, %(run_id)s, 'abandoned', sync_reason"
+            " FROM abandoned"
+        ).format(table=table, log=self._table("callsync_sync_log"), due=_DUE_PREDICATE, due_at=_DUE_AT)
+        with self.connection() as conn:
+            return conn.execute(query, {"max_attempts": max_attempts, "run_id": run_id}).rowcount
+
+    def claim_sessions_by_id(
+        self,
+        run_id: str,
+        session_ids: Sequence[str],
+        lease_minutes: int,
+        only_due: bool = False,
+        transcript_wait_minutes: int = 0,
+    ) -> ClaimResult:
+        """Claim the given sessions.
+
+        An explicit id from an operator (a UI launch or a replay) ignores backoff and the transcript wait.
+        With `only_due`, as the sensor's runs use it, a session is claimed only if it is still due, so a
+        run that waited in the queue does not retry a session another run has just handled. A synced
+        session or one under another run's live claim is never taken.
+        """
+        table = self._table("telavox_call_sessions")
+        due_filter = (
+            sql.SQL(" AND {due} AND {due_at} <= now() AND {ready}").format(
+                due=_DUE_PREDICATE, due_at=_DUE_AT, ready=_TRANSCRIPT_READY
+            )
+            if only_due
+            else sql.SQL("")
+        )
         query = sql.SQL(
             "WITH wanted AS ("
             "  SELECT id FROM {table} WHERE id = ANY(%(ids)s::uuid[]) AND ended_at IS NOT NULL"
             "  AND sync_status <> 'synced'"
-            "  AND NOT (sync_status = 'syncing' AND sync_next_attempt_at > now())"
+            "  AND NOT (sync_status = 'syncing' AND sync_next_attempt_at > now()){due_filter}"
             "  FOR UPDATE SKIP LOCKED"
             ") "
             "UPDATE {table} AS s SET {claim} FROM wanted WHERE s.id = wanted.id RETURNING {returning}"
-        ).format(table=table, claim=_CLAIM_ASSIGNMENTS, returning=_session_columns("s"))
+        ).format(table=table, due_filter=due_filter, claim=_CLAIM_ASSIGNMENTS, returning=_session_columns("s"))
         status_query = sql.SQL(
             "SELECT id::text AS id, sync_status, sync_claim_run_id, ended_at FROM {table} WHERE id = ANY(%(ids)s::uuid[])"
         ).format(table=table)
 
-        params = {"ids": list(session_ids), "run_id": run_id, "lease": lease_minutes}
+        params = {"ids": list(session_ids), "run_id": run_id, "lease": lease_minutes, "wait": transcript_wait_minutes}
         with self.connection() as conn:
             rows = conn.execute(query, params).fetchall()
             states = {row["id"]: row for row in conn.execute(status_query, params).fetchall()}
@@ -278,8 +327,51 @@ class PostgresResource(ConfigurableResource):
         for session_id in session_ids:
             if session_id in claimed_ids:
                 continue
-            unclaimed.append(UnclaimedSession(session_id, _unclaimed_reason(states.get(session_id))))
+            unclaimed.append(UnclaimedSession(session_id, _unclaimed_reason(states.get(session_id), only_due)))
         return ClaimResult(sessions=sessions, unclaimed=unclaimed)
+
+    def renew_claims(self, run_id: str, session_ids: Sequence[UUID], lease_minutes: int) -> set[UUID]:
+        """Extend this run's lease on the given sessions; return the ids the run still holds."""
+        if not session_ids:
+            return set()
+        query = sql.SQL(
+            "UPDATE {} SET sync_next_attempt_at = now() + make_interval(mins => %(lease)s)"
+            " WHERE id = ANY(%(ids)s::uuid[]) AND sync_claim_run_id = %(run_id)s AND sync_status = 'syncing'"
+            " RETURNING id"
+        ).format(self._table("telavox_call_sessions"))
+        params = {"ids": [str(session_id) for session_id in session_ids], "run_id": run_id, "lease": lease_minutes}
+        with self.connection() as conn:
+            return {row["id"] for row in conn.execute(query, params).fetchall()}
+
+    def extend_claim(
+        self, session_id: UUID, run_id: str, lease_minutes: int, log_entries: Sequence[SyncLogEntry]
+    ) -> bool:
+        """Extend this run's lease on one session and write `log_entries`, only if the run still holds it.
+
+        Called right before a HubSpot create: once this returns True, no other run can claim the session
+        for a whole lease, so two runs never create the same object at the same time.
+        """
+        query = sql.SQL(
+            "UPDATE {} SET sync_next_attempt_at = now() + make_interval(mins => %(lease)s)"
+            " WHERE id = %(id)s AND sync_claim_run_id = %(run_id)s AND sync_status = 'syncing'"
+        ).format(self._table("telavox_call_sessions"))
+        with self.connection() as conn:
+            held = conn.execute(query, {"id": session_id, "run_id": run_id, "lease": lease_minutes}).rowcount == 1
+            if held:
+                self._insert_log_entries(conn, session_id, run_id, log_entries)
+        return held
+
+    def due_sessions_plan(self, limit: int, transcript_wait_minutes: int) -> str:
+        """Return PostgreSQL's EXPLAIN of the query that picks due sessions, for checking index use."""
+        query = sql.SQL(
+            "EXPLAIN SELECT id FROM {table} WHERE {due} AND {due_at} <= now() AND {ready}"
+            " ORDER BY {due_at} LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+        ).format(
+            table=self._table("telavox_call_sessions"), due=_DUE_PREDICATE, due_at=_DUE_AT, ready=_TRANSCRIPT_READY
+        )
+        with self.connection() as conn:
+            rows = conn.execute(query, {"limit": limit, "wait": transcript_wait_minutes}).fetchall()
+        return "\n".join(str(next(iter(row.values()))) for row in rows)
 
     # Writing
 
@@ -300,7 +392,8 @@ class PostgresResource(ConfigurableResource):
 
         The update only applies while the claim still belongs to `run_id`. Returns False when the claim was
         lost (the lease expired and another run took the session); the log rows are written either way,
-        so the audit trail keeps what this run did.
+        so the audit trail keeps what this run did. A CALL id already stored is never replaced, so an id
+        the application or an earlier attempt wrote stays the one that counts.
         """
         failed = outcome.status is SyncStatus.FAILED
         query = sql.SQL(
@@ -314,7 +407,8 @@ class PostgresResource(ConfigurableResource):
             " sync_claimed_at = NULL,"
             " hubspot_contact_id = coalesce(%(contact_id)s, hubspot_contact_id),"
             " hubspot_company_id = coalesce(%(company_id)s, hubspot_company_id),"
-            " hubspot_engagement_id = coalesce(%(engagement_id)s, hubspot_engagement_id),"
+            " hubspot_engagement_id = coalesce(hubspot_engagement_id, %(engagement_id)s),"
+            " sync_attempts = CASE WHEN %(charge_attempt)s THEN sync_attempts ELSE greatest(sync_attempts - 1, 0) END,"
             " synced_at = CASE WHEN %(status)s = 'synced' THEN now() ELSE synced_at END,"
             " updated_at = now()"
             " WHERE id = %(id)s AND sync_claim_run_id = %(run_id)s"
@@ -330,6 +424,7 @@ class PostgresResource(ConfigurableResource):
             "contact_id": outcome.hubspot_contact_id,
             "company_id": outcome.hubspot_company_id,
             "engagement_id": outcome.hubspot_engagement_id,
+            "charge_attempt": outcome.charge_attempt,
         }
         with self.connection() as conn:
             updated = conn.execute(query, params).rowcount == 1
@@ -384,7 +479,7 @@ def _session_sort_key(session: CallSession) -> tuple[str, str]:
     return (moment.isoformat() if moment else "", str(session.id))
 
 
-def _unclaimed_reason(state: dict[str, Any] | None) -> str:
+def _unclaimed_reason(state: dict[str, Any] | None, only_due: bool) -> str:
     if state is None:
         return "no call session has this id"
     if state["ended_at"] is None:
@@ -393,4 +488,6 @@ def _unclaimed_reason(state: dict[str, Any] | None) -> str:
         return "already synced to HubSpot"
     if state["sync_status"] == SyncStatus.SYNCING:
         return f"claimed by run {state['sync_claim_run_id']}, whose lease has not expired"
+    if only_due:
+        return f"no longer due (status {state['sync_status']}): another run handled it or it waits for a retry"
     return "locked by another run at the moment of the claim; launch it again"

@@ -20,16 +20,16 @@ class CallSyncSettings(ConfigurableResource):
         description="What to do when no contact has the caller's number: create one or skip.",
     )
     transcript_wait_minutes: int = Field(
-        default=120, description="How long after hang-up to wait for a transcript before syncing without one."
+        default=120, ge=0, description="How long after hang-up to wait for a transcript before syncing without one."
     )
     claim_lease_minutes: int = Field(
-        default=30, description="How long a run's claim on a session lasts before another run may take it."
+        default=30, ge=1, description="How long a run's claim on a session lasts before another run may take it."
     )
-    max_attempts: int = Field(default=5, description="Attempts before a failing session stays failed for good.")
-    retry_initial_delay_minutes: float = Field(default=5.0, description="Delay before the second attempt.")
-    retry_max_delay_minutes: float = Field(default=360.0, description="Longest delay between two attempts.")
+    max_attempts: int = Field(default=5, ge=1, description="Attempts before a failing session stays failed for good.")
+    retry_initial_delay_minutes: float = Field(default=5.0, gt=0, description="Delay before the second attempt.")
+    retry_max_delay_minutes: float = Field(default=360.0, gt=0, description="Longest delay between two attempts.")
     sensor_max_sessions_per_run: int = Field(
-        default=100, ge=1, description="Most due sessions the sensor puts in one run request."
+        default=100, ge=1, description="Maximum number of due sessions the sensor puts in one run request."
     )
 
     @field_validator("default_region")

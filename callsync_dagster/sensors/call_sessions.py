@@ -14,14 +14,16 @@ from callsync_dagster.resources.settings import CallSyncSettings
 def call_sync_run_key(sessions: list[CallSession], lease_minutes: int, now: float) -> str:
     """Build a run key that is stable while the same sessions wait, and changes when they need another run.
 
-    It covers each session's id and attempt count, and a claim raises the count, so a retry gets a new key.
-    It also covers the current lease period. Dagster never relaunches a key it has seen, and a run that died
-    before it claimed anything must not block its sessions for ever. Within one lease period a repeated key is
-    dropped by Dagster; a second run launched in the next period finds the sessions claimed and does nothing.
+    It covers each session's id, attempt count and `updated_at`: a claim or an outcome changes them, so a
+    retry gets a new key, and so does a row the application rewrote. It also covers the current lease
+    period, because Dagster never relaunches a key it has seen and a run that died before it claimed
+    anything must not block its sessions for ever. The runs claim with `only_due`, so a second run for the
+    same sessions takes only those still due and never retries one early.
     """
     lease_period = int(now // (lease_minutes * 60))
     fingerprint = ",".join(
-        f"{session.id}:{session.sync_attempts}" for session in sorted(sessions, key=lambda s: str(s.id))
+        f"{session.id}:{session.sync_attempts}:{session.updated_at.isoformat() if session.updated_at else ''}"
+        for session in sorted(sessions, key=lambda s: str(s.id))
     )
     digest = hashlib.sha256(f"{fingerprint}|{lease_period}".encode()).hexdigest()[:24]
     return f"calls-{digest}"
@@ -53,7 +55,7 @@ def call_sessions_due_sensor(
         run_requests=[
             RunRequest(
                 run_key=run_key,
-                run_config={"ops": {"fetch": {"config": {"session_ids": session_ids}}}},
+                run_config={"ops": {"fetch": {"config": {"session_ids": session_ids, "only_due": True}}}},
                 tags={"callsync/trigger": "sensor", "callsync/sessions": str(len(session_ids))},
             )
         ]

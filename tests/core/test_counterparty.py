@@ -82,10 +82,17 @@ def test_unknown_direction_inferred_from_extension() -> None:
 
 
 def test_unknown_direction_inferred_inbound() -> None:
-    result = find_counterparty("sideways", CUSTOMER, "")
+    result = find_counterparty("sideways", CUSTOMER, "12")
     assert isinstance(result, Counterparty)
     assert result.direction is CallDirection.INBOUND
     assert result.direction_inferred_from is not None
+
+
+def test_unknown_direction_hidden_side_not_inferred() -> None:
+    # Reading the company's number as the customer would create a contact for the company itself.
+    result = find_counterparty(None, "anonymous", COMPANY)
+    assert isinstance(result, CounterpartyProblem)
+    assert result.code == "unknown_direction"
 
 
 def test_unknown_direction_two_numbers_skipped() -> None:

@@ -104,7 +104,7 @@ def call_body(dataset: DemoDataset, session: dict[str, Any]) -> str:
         summary=row["summary"],
         source="transcriptions",
     )
-    return build_body(transcription, session["transcription_status"], SETTINGS.transcript_wait_minutes)
+    return build_body(transcription, session["transcription_status"])
 
 
 # Determinism and size

@@ -353,6 +353,53 @@ def test_applied_create_answered_502_no_duplicate(
     assert session_row(db, session_id)["sync_status"] == "synced"
 
 
+def test_stored_call_id_not_duplicated(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+    known_customer: dict[str, str],
+) -> None:
+    # A CALL the application logged itself, without callsync's external id.
+    call_id = seed_standin(standin, {"calls": [{"properties": {"hs_timestamp": "2026-04-03T07:00:30.646Z"}}]})["calls"][
+        0
+    ]
+    session_id = insert_session(hubspot_engagement_id=call_id)
+
+    assert run_sync_job().success
+
+    calls = _calls(standin)
+    assert [call["id"] for call in calls] == [call_id]
+    assert _associated(calls[0], "contacts") == {known_customer["contact_id"]: {194}}
+    row = session_row(db, session_id)
+    assert row["sync_status"] == "synced"
+    assert row["hubspot_engagement_id"] == call_id
+    actions = [entry["action"] for entry in sync_log(db, session_id)]
+    assert "call_prefilled" in actions
+    assert "association_added" in actions
+
+
+def test_failed_session_keeps_contact(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    session_id = insert_session(from_number="0731112233")
+    httpx.post(
+        f"{standin.url}/_standin/faults",
+        json={"status": 400, "count": 1, "path": "/crm/v3/objects/calls", "method": "POST"},
+    ).raise_for_status()
+
+    assert run_sync_job().success
+
+    row = session_row(db, session_id)
+    contacts = standin_objects(standin, "contacts")
+    assert row["sync_status"] == "failed"
+    assert row["sync_next_attempt_at"] is None
+    assert row["hubspot_contact_id"] == contacts[0]["id"]
+
+
 def test_one_bad_session_fails_alone(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
@@ -412,6 +459,8 @@ def test_bad_token_stops_run(
         assert row["sync_reason_code"] == "hubspot_auth"
         assert "HUBSPOT_ACCESS_TOKEN" in row["last_error"]
         assert secret not in row["last_error"]
+        assert row["sync_attempts"] == 0
+        assert row["sync_next_attempt_at"] is not None
     assert "HUBSPOT_ACCESS_TOKEN" in _event_log_text(dagster_instance, result)
     assert secret not in _event_log_text(dagster_instance, result)
 

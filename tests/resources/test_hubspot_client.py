@@ -64,8 +64,17 @@ def test_create_not_retried_after_502(client: HubSpotClient, standin: StandinSer
     assert client.request_count == 1
 
 
-def test_create_retried_after_503(client: HubSpotClient, standin: StandinServer) -> None:
+def test_create_not_retried_after_503(client: HubSpotClient, standin: StandinServer) -> None:
+    # HubSpot lists 503 among the statuses after which a POST may already have been applied.
     _fault(standin, status=503, count=1, path_contains="/crm/v3/objects/contacts", method="POST")
+    with pytest.raises(HubSpotTransientError) as raised:
+        client.create_contact({"firstname": "Örjan", "phone": "+46701234567"})
+    assert raised.value.may_have_applied is True
+    assert client.request_count == 1
+
+
+def test_create_retried_after_429(client: HubSpotClient, standin: StandinServer) -> None:
+    _fault(standin, status=429, count=1, path_contains="/crm/v3/objects/contacts", method="POST")
     contact_id = client.create_contact({"firstname": "Örjan", "phone": "+46701234567"})
     assert contact_id
     assert client.request_count == 2

@@ -12,11 +12,12 @@ from tests.conftest import session_row, sync_log
 
 WAIT = 120
 LEASE = 30
+MAX = 5
 
 
 def test_claim_takes_due_sessions(postgres: PostgresResource, insert_session: Callable[..., str]) -> None:
     due = insert_session()
-    claimed = postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)
+    claimed = postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
     assert [str(session.id) for session in claimed] == [due]
     assert claimed[0].sync_attempts == 1
 
@@ -27,7 +28,7 @@ def test_claim_skips_unended_and_synced(
     insert_session(ended_at=None)
     synced = insert_session()
     db.execute("UPDATE telavox_call_sessions SET sync_status = 'synced' WHERE id = %s", (synced,))
-    assert postgres.claim_due_sessions("run-a", 10, WAIT, LEASE) == []
+    assert postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX) == []
 
 
 def test_claim_waits_for_transcript(postgres: PostgresResource, insert_session: Callable[..., str]) -> None:
@@ -36,7 +37,7 @@ def test_claim_waits_for_transcript(postgres: PostgresResource, insert_session: 
     insert_session(transcription_status="pending", ended_at=recent_end)
     stale = insert_session(transcription_status="in_progress", ended_at=old_end)
     failed = insert_session(transcription_status="failed", ended_at=recent_end)
-    claimed = {str(session.id) for session in postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)}
+    claimed = {str(session.id) for session in postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)}
     assert claimed == {stale, failed}
 
 
@@ -59,26 +60,26 @@ def test_claim_respects_retry_time(
     db.execute(
         "UPDATE telavox_call_sessions SET sync_status = 'failed', sync_next_attempt_at = NULL WHERE id = %s", (gave_up,)
     )
-    claimed = {str(session.id) for session in postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)}
+    claimed = {str(session.id) for session in postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)}
     assert claimed == {due_now}
 
 
 def test_second_claim_gets_nothing(postgres: PostgresResource, insert_session: Callable[..., str]) -> None:
     insert_session()
-    assert len(postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)) == 1
-    assert postgres.claim_due_sessions("run-b", 10, WAIT, LEASE) == []
+    assert len(postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)) == 1
+    assert postgres.claim_due_sessions("run-b", 10, WAIT, LEASE, MAX) == []
 
 
 def test_expired_lease_comes_back(
     postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
 ) -> None:
     session_id = insert_session()
-    postgres.claim_due_sessions("crashed-run", 10, WAIT, LEASE)
+    postgres.claim_due_sessions("crashed-run", 10, WAIT, LEASE, MAX)
     db.execute(
         "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second' WHERE id = %s",
         (session_id,),
     )
-    reclaimed = postgres.claim_due_sessions("run-b", 10, WAIT, LEASE)
+    reclaimed = postgres.claim_due_sessions("run-b", 10, WAIT, LEASE, MAX)
     assert [str(session.id) for session in reclaimed] == [session_id]
     assert reclaimed[0].sync_attempts == 2
     assert session_row(db, session_id)["sync_claim_run_id"] == "run-b"
@@ -89,7 +90,7 @@ def test_concurrent_claims_disjoint(postgres: PostgresResource, insert_session: 
     claims: dict[str, list[str]] = {}
 
     def claim(run_id: str) -> None:
-        claims[run_id] = [str(s.id) for s in postgres.claim_due_sessions(run_id, 25, WAIT, LEASE)]
+        claims[run_id] = [str(s.id) for s in postgres.claim_due_sessions(run_id, 25, WAIT, LEASE, MAX)]
 
     threads = [threading.Thread(target=claim, args=(f"run-{index}",)) for index in range(4)]
     for thread in threads:
@@ -160,7 +161,7 @@ def test_outcome_written_with_log(
     postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
 ) -> None:
     session_id = insert_session()
-    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
     outcome = SessionOutcome(
         status=SyncStatus.SYNCED, hubspot_contact_id="11", hubspot_company_id="22", hubspot_engagement_id="33"
     )
@@ -181,7 +182,7 @@ def test_outcome_rejected_after_claim_lost(
     postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
 ) -> None:
     session_id = insert_session()
-    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
     db.execute("UPDATE telavox_call_sessions SET sync_claim_run_id = 'run-b' WHERE id = %s", (session_id,))
     outcome = SessionOutcome(status=SyncStatus.FAILED, reason="boom", retryable=True)
     written = postgres.record_outcome(UUID(session_id), "run-a", outcome, [SyncLogEntry(action="failed")], None)
@@ -194,7 +195,7 @@ def test_failed_outcome_sets_last_error(
     postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
 ) -> None:
     session_id = insert_session()
-    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE)
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
     retry_at = datetime.now(UTC) + timedelta(minutes=5)
     outcome = SessionOutcome(
         status=SyncStatus.FAILED, reason="HubSpot 503", reason_code="hubspot_upsert", retryable=True
@@ -214,12 +215,85 @@ def test_due_query_uses_partial_index(postgres: PostgresResource, db: psycopg.Co
         " 'completed' FROM generate_series(1, 20000) AS n"
     )
     db.execute("ANALYZE telavox_call_sessions")
-    plan = db.execute(
-        "EXPLAIN SELECT id FROM telavox_call_sessions WHERE ended_at IS NOT NULL"
-        " AND (sync_status IN ('pending', 'syncing') OR (sync_status = 'failed' AND sync_next_attempt_at IS NOT NULL))"
-        " AND coalesce(sync_next_attempt_at, ended_at) <= now() ORDER BY coalesce(sync_next_attempt_at, ended_at)"
-        " LIMIT 100"
-    ).fetchall()
-    plan_text = "\n".join(str(next(iter(row.values()))) for row in plan)
-    assert "telavox_call_sessions_sync_due_idx" in plan_text
-    assert "Seq Scan" not in plan_text
+    plan = postgres.due_sessions_plan(100, WAIT)
+    assert "telavox_call_sessions_sync_due_idx" in plan
+    assert "Seq Scan" not in plan
+
+
+def test_abandoned_session_failed_not_reclaimed(
+    postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    session_id = insert_session()
+    db.execute(
+        "UPDATE telavox_call_sessions SET sync_status = 'syncing', sync_attempts = 5, sync_claim_run_id = 'dead-run',"
+        " sync_next_attempt_at = now() - interval '1 minute' WHERE id = %s",
+        (session_id,),
+    )
+    assert postgres.claim_due_sessions("run-b", 10, WAIT, LEASE, MAX) == []
+    row = session_row(db, session_id)
+    assert row["sync_status"] == "failed"
+    assert row["sync_reason_code"] == "abandoned"
+    assert "dead-run" in row["sync_reason"]
+    assert row["sync_next_attempt_at"] is None
+    assert [entry["action"] for entry in sync_log(db, session_id)] == ["abandoned"]
+
+
+def test_claim_by_id_only_due(
+    postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    backing_off = insert_session()
+    skipped = insert_session()
+    due = insert_session()
+    db.execute(
+        "UPDATE telavox_call_sessions SET sync_status = 'failed', sync_next_attempt_at = now() + interval '5 hours'"
+        " WHERE id = %s",
+        (backing_off,),
+    )
+    db.execute("UPDATE telavox_call_sessions SET sync_status = 'skipped' WHERE id = %s", (skipped,))
+    result = postgres.claim_sessions_by_id("run-a", [backing_off, skipped, due], LEASE, True, WAIT)
+    assert [str(session.id) for session in result.sessions] == [due]
+    reasons = {item.session_id: item.reason for item in result.unclaimed}
+    assert reasons[backing_off].startswith("no longer due (status failed)")
+    assert reasons[skipped].startswith("no longer due (status skipped)")
+
+
+def test_extend_claim_only_when_held(
+    postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    session_id = insert_session()
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
+    entry = SyncLogEntry(action="call_create_requested")
+    assert postgres.extend_claim(UUID(session_id), "run-b", LEASE, [entry]) is False
+    assert sync_log(db, session_id) == []
+    assert postgres.extend_claim(UUID(session_id), "run-a", LEASE, [entry]) is True
+    assert [row["action"] for row in sync_log(db, session_id)] == ["call_create_requested"]
+
+
+def test_renew_claims_reports_lost(
+    postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    kept = insert_session()
+    lost = insert_session()
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
+    db.execute("UPDATE telavox_call_sessions SET sync_claim_run_id = 'run-b' WHERE id = %s", (lost,))
+    assert postgres.renew_claims("run-a", [UUID(kept), UUID(lost)], LEASE) == {UUID(kept)}
+
+
+def test_uncharged_failure_keeps_attempts(
+    postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    session_id = insert_session()
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
+    outcome = SessionOutcome(status=SyncStatus.FAILED, reason="401", retryable=True, charge_attempt=False)
+    postgres.record_outcome(UUID(session_id), "run-a", outcome, [], datetime.now(UTC))
+    assert session_row(db, session_id)["sync_attempts"] == 0
+
+
+def test_stored_engagement_id_kept(
+    postgres: PostgresResource, insert_session: Callable[..., str], db: psycopg.Connection[Any]
+) -> None:
+    session_id = insert_session(hubspot_engagement_id="4242")
+    postgres.claim_due_sessions("run-a", 10, WAIT, LEASE, MAX)
+    outcome = SessionOutcome(status=SyncStatus.SYNCED, hubspot_engagement_id="9999")
+    postgres.record_outcome(UUID(session_id), "run-a", outcome, [], None)
+    assert session_row(db, session_id)["hubspot_engagement_id"] == "4242"

@@ -80,7 +80,9 @@ def test_claimed_sessions_not_requested(
     insert_session: Callable[..., str],
 ) -> None:
     insert_session()
-    postgres.claim_due_sessions("run-a", 10, settings.transcript_wait_minutes, settings.claim_lease_minutes)
+    postgres.claim_due_sessions(
+        "run-a", 10, settings.transcript_wait_minutes, settings.claim_lease_minutes, settings.max_attempts
+    )
 
     result = _evaluate(dagster_instance, postgres, settings)
 
