@@ -13,8 +13,8 @@ from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor
 
-# Dagster 1.13 marks parts of every sensor definition as beta and warns on each load; the warning says
-# nothing about callsync and buries its own output.
+# Dagster 1.13 marks parts of every sensor definition as beta and warns on each load. The warning is
+# about Dagster, not callsync, and buries callsync's own output.
 warnings.filterwarnings("ignore", category=BetaWarning)
 
 

@@ -20,7 +20,7 @@ _DRY_RUN_BODY_PREVIEW = 300
 
 @dataclass
 class UpsertContext:
-    """What the upsert of one batch shares between its sessions."""
+    """The state that the upsert of one batch shares between its sessions."""
 
     batch: CallSyncBatch
     client: HubSpotClient
@@ -153,9 +153,9 @@ def create_call_once(item: CallSyncItem, shared: UpsertContext, context: OpExecu
         )
         return
 
-    # The intent is committed with a fresh lease before the request: an operator can tell from the sync
-    # log that a CALL may exist even when the run died before write-back, and no other run can claim the
-    # session while the create is in flight.
+    # The intent is committed with a fresh lease before the request. The sync log then shows that a CALL
+    # may exist even when the run dies before write-back, and no other run can claim the session while
+    # the create is in flight.
     intent = SyncLogEntry(action="call_create_requested", detail={"hs_call_external_id": session.telavox_call_id})
     if not shared.postgres.extend_claim(session.id, shared.batch.run_id, shared.settings.claim_lease_minutes, [intent]):
         item.claim_lost = True

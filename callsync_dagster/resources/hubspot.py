@@ -43,7 +43,7 @@ PATHS = {
 # Statuses after which a sent POST may already have been applied (HubSpot's error table).
 _MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
 _TRANSIENT_STATUSES = frozenset({423, 500, 502, 503, 504, 521, 523, 524})
-# HubSpot's error table says to wait at least 2 s after a 423 (record locked during a high-volume sync).
+# HubSpot's error documentation asks for a wait of at least 2 s after a 423 (record locked during a high-volume sync).
 _LOCKED_MIN_WAIT_SECONDS = 2.0
 
 

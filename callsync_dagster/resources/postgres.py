@@ -155,7 +155,7 @@ class PostgresResource(ConfigurableResource):
             ready=_TRANSCRIPT_READY,
         )
         # The counts read at most COUNT_CAP rows of the partial index, so a large backlog cannot slow a
-        # sensor tick down; the caller shows a capped count as "at least".
+        # sensor tick down. Past that many queued rows they are lower bounds.
         counts_query = sql.SQL(
             "SELECT"
             " count(*) FILTER (WHERE sync_status = 'pending' AND NOT {ready}) AS waiting_for_transcript,"
@@ -391,8 +391,8 @@ class PostgresResource(ConfigurableResource):
         """Write a session's outcome and its sync log rows in one transaction.
 
         The update only applies while the claim still belongs to `run_id`. Returns False when the claim was
-        lost (the lease expired and another run took the session); the log rows are written either way,
-        so the audit trail keeps what this run did. A CALL id already stored is never replaced, so an id
+        lost because the lease expired and another run took the session. The log rows are written either
+        way, so the audit trail keeps what this run did. A CALL id already stored is never replaced, so an id
         the application or an earlier attempt wrote stays the one that counts.
         """
         failed = outcome.status is SyncStatus.FAILED

@@ -36,7 +36,7 @@ def test_demo_dataset_outcomes(
         session_id: ("not_eligible" if row["sync_status"] == "pending" else row["sync_status"], row["sync_reason_code"])
         for session_id, row in rows.items()
     }
-    # A not-eligible session's expectation carries the reason it waits; the database only says pending.
+    # A not-eligible session's expectation carries the reason it waits, but the database stores only pending.
     wrong = {
         dataset.categories[session_id]: (expected, outcomes[session_id])
         for session_id, expected in dataset.expected.items()
