@@ -24,7 +24,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import phonenumbers
@@ -967,6 +967,8 @@ class StandinState:
         daily_limit: /crm requests per token, search included, until reset() (there is no midnight reset).
         default_phone_region: ISO 3166 region for phone numbers without a country code.
         clock: source of monotonic seconds for the rate limits. Tests may pass a fake clock.
+        search_lag_seconds: how long a new object stays invisible to search. HubSpot's search is
+            eventually consistent ("a few moments" after a create), which a lag of 0 hides.
     """
 
     def __init__(
@@ -978,6 +980,7 @@ class StandinState:
         daily_limit: int = DEFAULT_DAILY_LIMIT,
         default_phone_region: str = DEFAULT_PHONE_REGION,
         clock: Callable[[], float] = time.monotonic,
+        search_lag_seconds: float = 0.0,
     ) -> None:
         self.tokens: tuple[str, ...] = tuple(tokens)
         if not self.tokens or not all(isinstance(token, str) and token for token in self.tokens):
@@ -998,6 +1001,7 @@ class StandinState:
         self.search_per_second = search_per_second
         self.daily_limit = daily_limit
         self.default_phone_region = default_phone_region
+        self.search_lag_seconds = search_lag_seconds
         self._clock = clock
         self._lock = threading.RLock()
         self._properties: dict[str, dict[str, PropertyDefinition]] = {
@@ -1778,10 +1782,13 @@ class StandinState:
         with self._lock:
             definitions = self._properties[schema.name]
             self._check_search_properties(schema, request, definitions)
+            visible_before = datetime.now(UTC) - timedelta(seconds=self.search_lag_seconds)
             matches = [
                 crm_object
                 for crm_object in self._objects[schema.name].values()
-                if not crm_object.archived and self._matches_search(crm_object, request, definitions)
+                if not crm_object.archived
+                and crm_object.created_at <= visible_before
+                and self._matches_search(crm_object, request, definitions)
             ]
             matches.sort(key=lambda obj: int(obj.id))
             if request.sort_property is not None:

@@ -145,6 +145,24 @@ def test_same_new_number_one_contact(
     assert len(_calls(standin)) == 2
 
 
+def test_same_number_one_contact_despite_lag(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    standin: StandinServer,
+) -> None:
+    # HubSpot's search lags behind creates, so the second session cannot find the first one's contact.
+    standin.state.search_lag_seconds = 30
+    try:
+        insert_session(from_number="0702223344")
+        insert_session(from_number="+46 70 222 33 44")
+        assert run_sync_job().success
+    finally:
+        standin.state.search_lag_seconds = 0
+
+    assert len(standin_objects(standin, "contacts")) == 1
+    assert len(_calls(standin)) == 2
+
+
 def test_prefilled_contact_and_deal(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
