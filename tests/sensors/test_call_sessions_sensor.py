@@ -90,9 +90,14 @@ def test_claimed_sessions_not_requested(
     assert "1 claimed by running runs" in result.skip_message
 
 
-def _session(attempts: int) -> CallSession:
+def _session(attempts: int, updated_at: str = "2026-12-04T10:00:00+00:00") -> CallSession:
     return CallSession.model_validate(
-        {"id": "00000000-0000-0000-0000-000000000001", "telavox_call_id": "A", "sync_attempts": attempts}
+        {
+            "id": "00000000-0000-0000-0000-000000000001",
+            "telavox_call_id": "A",
+            "sync_attempts": attempts,
+            "updated_at": updated_at,
+        }
     )
 
 
@@ -104,6 +109,12 @@ def test_run_key_stable_while_waiting() -> None:
 def test_run_key_changes_on_retry() -> None:
     now = 1_000_000.0
     assert call_sync_run_key([_session(0)], 30, now) != call_sync_run_key([_session(1)], 30, now)
+
+
+def test_run_key_changes_on_row_update() -> None:
+    now = 1_000_000.0
+    rewritten = _session(0, updated_at="2026-12-04T10:05:00+00:00")
+    assert call_sync_run_key([_session(0)], 30, now) != call_sync_run_key([rewritten], 30, now)
 
 
 def test_run_key_changes_after_lease() -> None:
