@@ -176,15 +176,16 @@ def report_mismatches(actual: Counter[str], expected: Counter[str]) -> list[str]
 
 
 def print_launch_examples(dataset: DemoDataset) -> None:
-    """Print a few session ids to launch from the UI's Launchpad, with what each shows."""
-    wanted = ("existing_contact_phone", "new_contact", "prefilled_contact_and_deal", "hidden_anonymous")
-    print("Call sessions to launch one by one (Launchpad: ops.fetch.config.session_ids):")
-    for category in wanted:
-        session_id = next((sid for sid, name in dataset.categories.items() if name == category), None)
-        if session_id:
-            print(f"  {session_id}  {category.replace('_', ' ')}")
-    print("The sensor syncs every due session within about a minute; stop it on the Automation page first")
-    print("to see a launched session go from pending to synced.")
+    """Print session ids that the sensor leaves alone, to launch one by one from the UI's Launchpad."""
+    waiting = [
+        session_id
+        for session_id, category in dataset.categories.items()
+        if category in ("transcription_pending_recent", "transcription_in_progress_recent")
+    ]
+    print("These calls ended minutes ago and wait for their transcript, so the sensor leaves them pending.")
+    print("Launch one from the Launchpad (ops.fetch.config.session_ids) to sync it now, without a transcript:")
+    for session_id in waiting:
+        print(f"  {session_id}")
 
 
 def run_ui() -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -57,6 +58,8 @@ _TRANSCRIPT_READY = sql.SQL(
     "(transcription_status IN ('completed', 'failed') OR ended_at <= now() - make_interval(mins => %(wait)s))"
 )
 
+
+_POOL_LOCK = threading.Lock()
 
 # The most queued rows the sensor's waiting counts look at.
 COUNT_CAP = 10_000
@@ -117,6 +120,12 @@ class PostgresResource(ConfigurableResource):
             self._pool = None
 
     def _open_pool(self) -> ConnectionPool:
+        # The lock keeps threads that share one resource (a sensor, a test) from opening a pool each. It is
+        # module-wide because Dagster copies resources, and a lock cannot be copied.
+        with _POOL_LOCK:
+            return self._open_pool_locked()
+
+    def _open_pool_locked(self) -> ConnectionPool:
         if self._pool is None:
             self._pool = ConnectionPool(
                 self.database_url,
