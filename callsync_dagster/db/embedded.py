@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from pathlib import Path
 
 import psycopg
@@ -28,7 +30,38 @@ def start_embedded_postgres(data_dir: Path) -> str:
     import pgserver  # A development dependency: imported here so production installs do not need it.
 
     data_dir.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(data_dir)
     server = pgserver.get_server(data_dir, cleanup_mode="stop")
     url: str = server.get_uri()
     logger.info("Embedded PostgreSQL is running with its data in %s", data_dir)
     return url
+
+
+def _forget_dead_handles(data_dir: Path) -> None:
+    """Drop the ids of exited processes from pgserver's list of processes using the server.
+
+    pgserver stops the server only when the last process in that list exits. A process killed without
+    cleanup (kill -9) stays in the list for ever, and the server would then outlive every later run.
+    NOTE: this reads pgserver's private file `.handle_pids.json` (a JSON list of process ids, pgserver
+    0.1.4); a format change in pgserver makes this a no-op, not an error.
+    """
+    handles_file = data_dir / ".handle_pids.json"
+    try:
+        process_ids = json.loads(handles_file.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(process_ids, list):
+        return
+    alive = [process_id for process_id in process_ids if isinstance(process_id, int) and _process_exists(process_id)]
+    if alive != process_ids:
+        handles_file.write_text(json.dumps(alive))
+
+
+def _process_exists(process_id: int) -> bool:
+    try:
+        os.kill(process_id, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -207,7 +208,30 @@ def run_ui() -> int:
             "--port",
             str(UI_PORT),
         ]
+        return run_until_interrupted(command)
+
+
+def run_until_interrupted(command: list[str]) -> int:
+    """Run `command` until it exits, or until Ctrl-C or SIGTERM, which are passed on to it as SIGINT.
+
+    A clean exit matters here: the stand-in and the embedded PostgreSQL stop only once this returns.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    # A process started in the background ignores SIGINT, so SIGTERM must stop it the same way.
+    signal.signal(signal.SIGTERM, interrupt)
+    # `dagster dev` expects Ctrl-C to reach its whole process group (webserver, daemon, code servers), so
+    # it gets a group of its own and the interrupt is sent to all of it.
+    child = subprocess.Popen(command, start_new_session=True)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        os.killpg(child.pid, signal.SIGINT)
         try:
-            return subprocess.call(command)
-        except KeyboardInterrupt:
-            return 0
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        return 0

@@ -885,7 +885,6 @@ class _Builder:
             "hubspot_engagement_id": None,
             "last_error": None,
             "created_at": started_at,
-            "updated_at": ended_at or started_at,
         }
         if transcript is not None:
             speaker = speaker or self.new_caller()
@@ -1462,7 +1461,6 @@ SESSION_COLUMNS = (
     "hubspot_engagement_id",
     "last_error",
     "created_at",
-    "updated_at",
 )
 TRANSCRIPTION_COLUMNS = ("id", "call_session_id", "full_text", "speaker_labels", "summary", "language", "created_at")
 BLOCKED_NUMBER_COLUMNS = ("id", "phone_number", "reason", "created_at")
