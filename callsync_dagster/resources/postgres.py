@@ -13,9 +13,10 @@ from uuid import UUID
 import psycopg
 from dagster import ConfigurableResource, InitResourceContext
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import Field, PrivateAttr, field_validator
 
 from callsync_dagster.core.models import CallSession, SessionOutcome, SyncLogEntry, SyncStatus, Transcription
@@ -100,6 +101,9 @@ class PostgresResource(ConfigurableResource):
     database_url: str = Field(description="libpq connection string or URL (set from CALLSYNC_DATABASE_URL).")
     db_schema: str = Field(default="public", description="Schema holding the call tables, e.g. call_intelligence.")
     pool_max_size: int = Field(default=4, description="Maximum connections this process keeps open.")
+    connect_timeout_seconds: float = Field(
+        default=15.0, gt=0, description="How long to wait for the first database connection before failing."
+    )
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
 
@@ -127,7 +131,7 @@ class PostgresResource(ConfigurableResource):
 
     def _open_pool_locked(self) -> ConnectionPool:
         if self._pool is None:
-            self._pool = ConnectionPool(
+            pool = ConnectionPool(
                 self.database_url,
                 min_size=1,
                 max_size=self.pool_max_size,
@@ -135,6 +139,17 @@ class PostgresResource(ConfigurableResource):
                 open=True,
                 name="callsync",
             )
+            # Without this wait a bad URL surfaces only as the pool's generic timeout, after 30 s.
+            try:
+                pool.wait(timeout=self.connect_timeout_seconds)
+            except PoolTimeout:
+                pool.close()
+                raise ConnectionError(
+                    f"Could not connect to PostgreSQL at {describe_database(self.database_url)} within "
+                    f"{self.connect_timeout_seconds:g} s: check CALLSYNC_DATABASE_URL and that the server "
+                    "accepts connections from this machine."
+                ) from None
+            self._pool = pool
         return self._pool
 
     @contextmanager
@@ -475,6 +490,16 @@ _CLAIM_ASSIGNMENTS = sql.SQL(
     " sync_attempts = s.sync_attempts + 1,"
     " updated_at = now()"
 )
+
+
+def describe_database(conninfo: str) -> str:
+    """Name the host, port, database and user of a connection string, never its password."""
+    try:
+        parts = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "an unparseable connection string"
+    host = parts.get("host") or "the default host"
+    return f"{host}:{parts.get('port') or 5432}, database {parts.get('dbname') or '(default)'}, user {parts.get('user') or '(default)'}"
 
 
 def _session_columns(alias: str | None = None) -> sql.Composed:

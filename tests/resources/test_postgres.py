@@ -5,6 +5,7 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
+import pytest
 
 from callsync_dagster.core.models import SessionOutcome, SyncLogEntry, SyncStatus
 from callsync_dagster.resources.postgres import PostgresResource
@@ -297,3 +298,19 @@ def test_stored_engagement_id_kept(
     outcome = SessionOutcome(status=SyncStatus.SYNCED, hubspot_engagement_id="9999")
     postgres.record_outcome(UUID(session_id), "run-a", outcome, [], None)
     assert session_row(db, session_id)["hubspot_engagement_id"] == "4242"
+
+
+def test_unreachable_database_named_without_password() -> None:
+    secret = "s3cret-db-password"
+    resource = PostgresResource(
+        database_url=f"postgresql://callsync:{secret}@127.0.0.1:1/calls", connect_timeout_seconds=1
+    )
+    try:
+        with pytest.raises(ConnectionError) as raised:
+            resource.find_due_sessions(10, WAIT)
+    finally:
+        resource.close()
+    message = str(raised.value)
+    assert "127.0.0.1:1, database calls, user callsync" in message
+    assert "CALLSYNC_DATABASE_URL" in message
+    assert secret not in message
