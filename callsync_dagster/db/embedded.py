@@ -42,8 +42,8 @@ def _forget_dead_handles(data_dir: Path) -> None:
 
     pgserver stops the server only when the last process in that list exits. A process killed without
     cleanup (kill -9) stays in the list for ever, and the server would then outlive every later run.
-    NOTE: this reads pgserver's private file `.handle_pids.json` (a JSON list of process ids, pgserver
-    0.1.4); a format change in pgserver makes this a no-op, not an error.
+    NOTE: this reads pgserver's private file `.handle_pids.json`, a JSON list of process ids in pgserver
+    0.1.4. If pgserver changes that format, this does nothing rather than fail.
     """
     handles_file = data_dir / ".handle_pids.json"
     try:
