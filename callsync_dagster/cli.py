@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         if not database_url:
             print("CALLSYNC_DATABASE_URL is not set: set it to the PostgreSQL connection URL", file=sys.stderr)
             return 2
-        applied = apply_migrations(database_url, args.schema)
+        try:
+            applied = apply_migrations(database_url, args.schema)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
         print(f"Applied {len(applied)} migrations to schema {args.schema}: {', '.join(applied) or 'none were due'}")
         return 0
 
