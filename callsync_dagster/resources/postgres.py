@@ -399,11 +399,6 @@ class PostgresResource(ConfigurableResource):
 
     # Writing
 
-    def record_sync_log(self, session_id: UUID, run_id: str, entries: Sequence[SyncLogEntry]) -> None:
-        """Write sync log rows at once, outside an outcome (intents recorded before a HubSpot write)."""
-        with self.connection() as conn:
-            self._insert_log_entries(conn, session_id, run_id, entries)
-
     def record_outcome(
         self,
         session_id: UUID,
