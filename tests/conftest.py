@@ -135,7 +135,7 @@ def seed_standin(server: StandinServer, payload: dict[str, Any]) -> dict[str, An
 
 @pytest.fixture
 def insert_session(db: psycopg.Connection[Any]) -> Callable[..., str]:
-    """Insert a call session (an answered inbound call that ended an hour ago, by default); return its id."""
+    """Insert a call session and return its id; by default an inbound call picked up, ended an hour ago."""
 
     def insert(transcription: dict[str, Any] | None = None, **columns: Any) -> str:
         ended = datetime.now(UTC) - timedelta(hours=1)

@@ -1345,7 +1345,7 @@ CATEGORIES: tuple[DemoCategory, ...] = (
     DemoCategory("deal_without_contact", _synced(), lambda b: b.deal_without_contact()),
     # The application linked the call to its contact, so a withheld number does not stop the sync.
     DemoCategory("prefilled_contact_hidden_number", _synced(), lambda b: b.prefilled_contact(customer="anonymous")),
-    # Answered or not, and every state and shape of transcript.
+    # Calls picked up or not, and every state and shape of transcript.
     DemoCategory("unanswered_inbound", _synced(), lambda b: b.unanswered(outbound=False), 3, 8),
     DemoCategory("unanswered_outbound", _synced(), lambda b: b.unanswered(outbound=True), 2, 4),
     DemoCategory("transcript_swedish", _synced(), lambda b: b.with_transcript("swedish"), 3, 2),

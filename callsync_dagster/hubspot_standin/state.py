@@ -5,7 +5,7 @@ StandinError for every failure, which app.py turns into HubSpot's error body. Ev
 state's lock, so tests may call the state directly while the server thread serves requests.
 
 Shapes, limits and error bodies follow HubSpot's documented CRM v3/v4 API (2025-2026). Where HubSpot documents no
-behaviour, a comment says which choice the stand-in made.
+behaviour, a comment names the choice the stand-in made.
 NOTE: the inverse association type ids (such as 193 for contact to call), the v3 association names and the object
 type ids (0-1 and so on) have not been checked against HubSpot's published tables or a live account.
 """

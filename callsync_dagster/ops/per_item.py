@@ -1,4 +1,4 @@
-"""Run one step for each open session, so that one bad session never fails the others."""
+"""Run one step for each open session, so that an error in one session does not fail the others."""
 
 import logging
 from collections.abc import Callable

@@ -133,7 +133,7 @@ def create_call_once(item: CallSyncItem, shared: UpsertContext, context: OpExecu
         item.record("call_prefilled", hubspot_object_id=item.engagement_id)
         return
 
-    # NOTE: a create answered with a timeout or a 5xx may have been applied, and HubSpot's search can lag
+    # NOTE: a create that got a timeout or a 5xx may have been applied, and HubSpot's search can lag
     # behind it (up to 30 s in one report). Automatic retries wait retry_initial_delay_minutes at least,
     # but an operator's replay by id within that lag could miss the CALL and create a second one.
     existing_ids = shared.client.search_calls_by_external_id(session.telavox_call_id)

@@ -43,7 +43,7 @@ PATHS = {
 # Statuses after which a sent POST may already have been applied (HubSpot's error table).
 _MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
 _TRANSIENT_STATUSES = frozenset({423, 500, 502, 503, 504, 521, 523, 524})
-# HubSpot's error documentation asks for a wait of at least 2 s after a 423 (record locked during a high-volume sync).
+# HubSpot's error documentation calls for a wait of at least 2 s after a 423 (record locked during a high-volume sync).
 _LOCKED_MIN_WAIT_SECONDS = 2.0
 
 
@@ -310,7 +310,7 @@ class HubSpotResource(ConfigurableResource):
     timeout_seconds: float = Field(default=30.0, description="Timeout of each HTTP request, in seconds.")
     max_retries: int = Field(default=4, description="Retries of one request after a 429, 5xx or network failure.")
     backoff_initial_seconds: float = Field(default=1.0, description="First retry delay; doubles each retry.")
-    backoff_max_seconds: float = Field(default=30.0, description="Longest delay between two retries.")
+    backoff_max_seconds: float = Field(default=30.0, description="Maximum delay between two retries.")
     requests_per_ten_seconds: int = Field(
         default=100,
         description="Client-side cap on non-search requests per 10 s: 100 (Free, Starter), 190 (Professional, "

@@ -27,7 +27,7 @@ class CallSyncSettings(ConfigurableResource):
     )
     max_attempts: int = Field(default=5, ge=1, description="Attempts before a failing session stays failed for good.")
     retry_initial_delay_minutes: float = Field(default=5.0, gt=0, description="Delay before the second attempt.")
-    retry_max_delay_minutes: float = Field(default=360.0, gt=0, description="Longest delay between two attempts.")
+    retry_max_delay_minutes: float = Field(default=360.0, gt=0, description="Maximum delay between two attempts.")
     sensor_max_sessions_per_run: int = Field(
         default=100, ge=1, description="Maximum number of due sessions the sensor puts in one run request."
     )
