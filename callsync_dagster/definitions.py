@@ -41,16 +41,24 @@ defs = Definitions(
             database_url=EnvVar("CALLSYNC_DATABASE_URL"),
             db_schema=os.environ.get("CALLSYNC_DB_SCHEMA", "public"),
         ),
+        # The rate-limit windows live in the same database, so every run against the account shares them.
         "hubspot": HubSpotResource(
             access_token=EnvVar("HUBSPOT_ACCESS_TOKEN"),
             base_url=os.environ.get("HUBSPOT_BASE_URL", DEFAULT_BASE_URL),
             requests_per_ten_seconds=int_from_environment("HUBSPOT_REQUESTS_PER_TEN_SECONDS", 100),
+            searches_per_second=int_from_environment("HUBSPOT_SEARCHES_PER_SECOND", 4),
+            portal=os.environ.get("HUBSPOT_PORTAL", "default"),
+            account_time_zone=os.environ.get("HUBSPOT_ACCOUNT_TIME_ZONE", "Europe/Stockholm"),
+            rate_limit_database_url=EnvVar("CALLSYNC_DATABASE_URL"),
+            rate_limit_db_schema=os.environ.get("CALLSYNC_DB_SCHEMA", "public"),
         ),
         # pydantic rejects an unknown region, time zone or contact policy with the value in the message.
         "settings": CallSyncSettings(
             default_region=os.environ.get("CALLSYNC_DEFAULT_REGION", "SE"),
             timezone=os.environ.get("CALLSYNC_TIMEZONE", "Europe/Stockholm"),
             contact_policy=os.environ.get("CALLSYNC_CONTACT_POLICY", "create"),  # type: ignore[arg-type]
+            contact_search=os.environ.get("CALLSYNC_CONTACT_SEARCH", "few_numbers"),  # type: ignore[arg-type]
+            hubspot_batch_size=int_from_environment("CALLSYNC_HUBSPOT_BATCH_SIZE", 100),
         ),
     },
 )

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from callsync_dagster.core.hubspot_constants import MAX_TEXT_PROPERTY_LENGTH
+from callsync_dagster.core.models import Transcription
 
 _SPEAKER_NAMES = {
     "agent": "Agent",
@@ -135,3 +136,23 @@ def _truncation_marker(shown: int, total: int) -> str:
     return (
         f"<p><em>[Transcript truncated to fit HubSpot's property size limit: {shown} of {total} turns shown]</em></p>"
     )
+
+
+def build_body(transcription: Transcription | None, transcription_status: str | None) -> str:
+    """Build the CALL body, saying why when there is no transcript to show."""
+    transcription = transcription or Transcription(source="none")
+    turns = parse_speaker_turns(transcription.speaker_labels)
+    has_text = bool(turns) or bool(transcription.full_text and transcription.full_text.strip())
+
+    missing_note = None
+    if not has_text:
+        if transcription_status == "failed":
+            missing_note = "No transcript: the transcription of this call failed."
+        elif transcription_status == "completed":
+            missing_note = "No transcript: the transcription finished but its text is empty."
+        else:
+            missing_note = (
+                "No transcript: the transcription was not finished when this call was logged "
+                f"(transcription status {transcription_status or 'unknown'})."
+            )
+    return build_call_body(transcription.summary, turns, transcription.full_text, missing_note)

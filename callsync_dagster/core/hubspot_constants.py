@@ -26,6 +26,12 @@ CALL_STATUS_NO_ANSWER: Final = "NO_ANSWER"
 # documented for hs_call_body, so callsync keeps bodies within the same number.
 MAX_TEXT_PROPERTY_LENGTH: Final = 65_536
 
+CALL_EXTERNAL_ID_PROPERTY: Final = "hs_call_external_id"
+
+# HubSpot takes at most 100 inputs in a batch create or read, and 1,000 in an associations batch read.
+BATCH_MAX_INPUTS: Final = 100
+ASSOCIATIONS_BATCH_READ_MAX_INPUTS: Final = 1000
+
 # The properties callsync reads back when it confirms a CALL.
 CALL_PROPERTIES_READ: Final = (
     "hs_timestamp",

@@ -38,9 +38,9 @@ class CallSession(BaseModel):
     ended_at: datetime | None = None
     recording_url: str | None = None
     transcription_status: str | None = None
-    transcript: str | None = None
-    summary: str | None = None
     hubspot_engagement_id: str | None = None
+    # When callsync last sent a CALL create for this session (set before sending).
+    hubspot_call_requested_at: datetime | None = None
     sync_attempts: int = 0
     updated_at: datetime | None = None
 
@@ -82,6 +82,9 @@ class SessionOutcome(BaseModel):
     # False for failures that are no fault of the session (a rejected token, a used-up daily limit), so
     # they do not bring it closer to its attempt limit.
     charge_attempt: bool = True
+    # When set, the next attempt is at this time instead of the backoff's (HubSpot's search lag, a daily
+    # limit's reset).
+    retry_at: datetime | None = None
     hubspot_contact_id: str | None = None
     hubspot_company_id: str | None = None
     hubspot_engagement_id: str | None = None

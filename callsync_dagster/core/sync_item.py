@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from callsync_dagster.core.counterparty import Counterparty
-from callsync_dagster.core.models import CallSession, SessionOutcome, SyncLogEntry, SyncStatus, Transcription
+from callsync_dagster.core.models import CallSession, SessionOutcome, SyncLogEntry, SyncStatus
 
 
 @dataclass
@@ -18,7 +19,6 @@ class CallSyncItem:
     """
 
     session: CallSession
-    transcription: Transcription | None = None
     counterparty: Counterparty | None = None
     owner_id: str | None = None
     call_properties: dict[str, str] | None = None
@@ -26,6 +26,9 @@ class CallSyncItem:
     company_id: str | None = None
     engagement_id: str | None = None
     call_associations: list[dict[str, Any]] = field(default_factory=list)
+    # True when this run created the CALL with its associations inline; a CALL found or prefilled is
+    # checked for missing associations instead.
+    call_created_now: bool = False
     log: list[SyncLogEntry] = field(default_factory=list)
     outcome: SessionOutcome | None = None
     # Set when another run took the session after this run's lease expired; nothing more is done or
@@ -51,6 +54,7 @@ class CallSyncItem:
         retryable: bool,
         correlation_id: str | None = None,
         charge_attempt: bool = True,
+        retry_at: datetime | None = None,
     ) -> None:
         # The HubSpot ids learnt so far are kept, so the next attempt reuses the contact and finds the CALL
         # by its id instead of relying on HubSpot's lagging search.
@@ -60,6 +64,7 @@ class CallSyncItem:
             reason_code=reason_code,
             retryable=retryable,
             charge_attempt=charge_attempt,
+            retry_at=retry_at,
             hubspot_contact_id=self.contact_id,
             hubspot_company_id=self.company_id,
             hubspot_engagement_id=self.engagement_id,
@@ -68,7 +73,18 @@ class CallSyncItem:
             "failed",
             error=message,
             hubspot_correlation_id=correlation_id,
-            detail={"reason_code": reason_code, "retryable": retryable},
+            detail={
+                "reason_code": reason_code,
+                "retryable": retryable,
+                **({"retry_at": retry_at.isoformat()} if retry_at else {}),
+            },
+        )
+
+    def defer(self, reason_code: str, message: str, retry_at: datetime, correlation_id: str | None = None) -> None:
+        """Put the session off until `retry_at` without charging an attempt: nothing is wrong with it, but
+        HubSpot cannot take it yet (search lag, a paused account, another run's create in flight)."""
+        self.fail(
+            reason_code, message, retryable=True, correlation_id=correlation_id, charge_attempt=False, retry_at=retry_at
         )
 
     def succeed(self) -> None:
@@ -90,6 +106,9 @@ class CallSyncBatch:
     # Set when HubSpot rejected the token or a scope: the run stops and write-back fails it after
     # recording every session.
     stop_reason: str | None = None
+    # Set when the account takes no requests for a while (daily limit, 477): the run stops cleanly and
+    # its open sessions wait until then.
+    paused_reason: str | None = None
 
     def open_items(self) -> list[CallSyncItem]:
         return [item for item in self.items if not item.is_done]

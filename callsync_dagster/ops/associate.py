@@ -1,38 +1,66 @@
-"""associate: read each CALL back, make sure it hangs on its contact, company and deal."""
+"""associate: confirm each CALL in one batch read, and make sure it hangs on its contact, company and deal."""
 
 from dagster import OpExecutionContext, op
 
+from callsync_dagster.core import hubspot_constants as hs
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
-from callsync_dagster.ops.per_item import for_each_open_item
-from callsync_dagster.resources.hubspot import HubSpotResource
-from callsync_dagster.resources.hubspot_errors import HubSpotNotFoundError
+from callsync_dagster.ops.per_item import for_each_open_chunk, open_items
+from callsync_dagster.resources.hubspot import HubSpotClient, HubSpotResource
+from callsync_dagster.resources.settings import CallSyncSettings
+
+# The association of a CALL to each kind of record, with its HubSpot-defined type id.
+_ASSOCIATION_TYPES = (("contacts", hs.CALL_TO_CONTACT), ("companies", hs.CALL_TO_COMPANY), ("deals", hs.CALL_TO_DEAL))
 
 
-@op(description="Read each CALL back, add any missing contact, company or deal association, mark it synced.")
-def associate(context: OpExecutionContext, batch: CallSyncBatch, hubspot: HubSpotResource) -> CallSyncBatch:
+@op(
+    description="Read the CALLs back in batches, add any missing contact, company or deal association, mark them synced."
+)
+def associate(
+    context: OpExecutionContext, batch: CallSyncBatch, hubspot: HubSpotResource, settings: CallSyncSettings
+) -> CallSyncBatch:
     client = hubspot.client
 
-    def associate_one(item: CallSyncItem) -> None:
-        if batch.dry_run and item.engagement_id is None:
+    def associate_chunk(chunk: list[CallSyncItem]) -> None:
+        if batch.dry_run:
+            for item in chunk:
+                if item.engagement_id is None:
+                    item.succeed()
+        items = open_items(chunk)
+        if not items:
+            return
+        confirmed = confirm_calls(items, client)
+        add_missing_associations([item for item in confirmed if not item.call_created_now], client, batch.dry_run)
+        for item in open_items(confirmed):
+            item.record("call_confirmed", hubspot_object_id=item.engagement_id)
             item.succeed()
-            return
+
+    for_each_open_chunk(batch, "associate", settings.hubspot_batch_size, associate_chunk, context.log)
+    return batch
+
+
+def confirm_calls(items: list[CallSyncItem], client: HubSpotClient) -> list[CallSyncItem]:
+    """Batch-read the CALLs; fail the sessions whose CALL is missing or belongs to another call."""
+    call_ids = [item.engagement_id for item in items if item.engagement_id]
+    result = client.batch_read("calls", sorted(set(call_ids)), list(hs.CALL_PROPERTIES_READ))
+    calls = {str(call["id"]): call for call in result.results}
+
+    confirmed = []
+    for item in items:
         assert item.engagement_id is not None, "upsert sets the CALL id of every open session"
-
         prefilled = item.engagement_id == item.session.hubspot_engagement_id
-        try:
-            call = client.get_call(item.engagement_id)
-        except HubSpotNotFoundError:
-            if not prefilled:
-                raise
-            item.fail(
-                "call_not_found",
-                f"the stored hubspot_engagement_id {item.engagement_id} does not exist in HubSpot; clear it on "
-                "the call session to let callsync create a new CALL",
-                retryable=False,
-            )
-            return
+        call = calls.get(item.engagement_id)
+        if call is None:
+            if prefilled:
+                message = (
+                    f"the stored hubspot_engagement_id {item.engagement_id} does not exist in HubSpot; clear it on "
+                    "the call session to let callsync create a new CALL"
+                )
+            else:
+                message = f"CALL {item.engagement_id} was created or found but cannot be read back; check it in HubSpot"
+            item.fail("call_not_found", message, retryable=not prefilled)
+            continue
 
-        external_id = (call.get("properties") or {}).get("hs_call_external_id")
+        external_id = (call.get("properties") or {}).get(hs.CALL_EXTERNAL_ID_PROPERTY)
         # A CALL the application logged before callsync may have no external id; one with another
         # external id belongs to another call.
         accepted_ids = {item.session.telavox_call_id, None} if prefilled else {item.session.telavox_call_id}
@@ -43,31 +71,47 @@ def associate(context: OpExecutionContext, batch: CallSyncBatch, hubspot: HubSpo
                 f"{item.session.telavox_call_id!r}; check the CALL in HubSpot before retrying",
                 retryable=False,
             )
-            return
-
-        # A CALL found from an earlier attempt may predate a contact or deal that was set since, so the
-        # inline associations are checked rather than assumed.
-        expected = {
-            "contacts": item.contact_id,
-            "companies": item.company_id,
-            "deals": item.session.hubspot_deal_id,
-        }
-        for object_type, object_id in expected.items():
-            if object_id and object_id not in associated_ids(call, object_type):
-                if batch.dry_run:
-                    item.record("association_would_be_added", detail={"to": object_type, "id": object_id})
-                    continue
-                client.associate_call(item.engagement_id, object_type, object_id)
-                item.record("association_added", hubspot_object_id=object_id, detail={"to": object_type})
-
-        item.record("call_confirmed", hubspot_object_id=item.engagement_id)
-        item.succeed()
-
-    for_each_open_item(batch, "associate", associate_one, context.log)
-    return batch
+            continue
+        confirmed.append(item)
+    return confirmed
 
 
-def associated_ids(call: dict, object_type: str) -> set[str]:  # type: ignore[type-arg]
-    """Return the ids a CALL read with `associations=` is associated to, for one object type."""
-    results = ((call.get("associations") or {}).get(object_type) or {}).get("results") or []
-    return {str(result.get("id")) for result in results}
+def add_missing_associations(items: list[CallSyncItem], client: HubSpotClient, dry_run: bool) -> None:
+    """Associate CALLs that this run did not create to the records they should hang on.
+
+    A CALL found from an earlier attempt, or logged by the application, may predate a contact or deal
+    set since, so its associations are read rather than assumed.
+    """
+    for to_type, type_id in _ASSOCIATION_TYPES:
+        expected: dict[str, tuple[CallSyncItem, str]] = {}
+        for item in items:
+            wanted_id = target_id(item, to_type)
+            if item.engagement_id and wanted_id:
+                expected[item.engagement_id] = (item, wanted_id)
+        if not expected:
+            continue
+        existing = client.batch_read_associations("calls", to_type, sorted(expected))
+        missing = [
+            (call_id, item, wanted)
+            for call_id, (item, wanted) in expected.items()
+            if wanted not in existing.get(call_id, {})
+        ]
+        if not missing:
+            continue
+        if dry_run:
+            for _, item, wanted in missing:
+                item.record("association_would_be_added", detail={"to": to_type, "id": wanted})
+            continue
+        client.batch_create_associations(
+            "calls", to_type, type_id, [(call_id, wanted) for call_id, _, wanted in missing]
+        )
+        for _, item, wanted in missing:
+            item.record("association_added", hubspot_object_id=wanted, detail={"to": to_type})
+
+
+def target_id(item: CallSyncItem, to_type: str) -> str | None:
+    if to_type == "contacts":
+        return item.contact_id
+    if to_type == "companies":
+        return item.company_id
+    return item.session.hubspot_deal_id

@@ -1,11 +1,8 @@
-"""enrich: transcripts, the counterparty's number, the owner and the CALL body for each session."""
+"""enrich: the counterparty's number, the blocklist and the owner of each session; the CALL body builder."""
 
 from dagster import OpExecutionContext, op
 
-from callsync_dagster.core.call_body import build_call_body, parse_speaker_turns
-from callsync_dagster.core.call_engagement import build_call_properties
 from callsync_dagster.core.counterparty import CounterpartyProblem, find_counterparty
-from callsync_dagster.core.models import Transcription
 from callsync_dagster.core.phone import PhoneNumber, normalize_phone_number
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.ops.per_item import for_each_open_item
@@ -14,9 +11,7 @@ from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 
 
-@op(
-    description="Load transcripts, pick and normalise the counterparty, apply the blocklist, map the owner, build the CALL."
-)
+@op(description="Pick and normalise the counterparty, apply the blocklist, map the agent to a HubSpot owner.")
 def enrich(
     context: OpExecutionContext,
     batch: CallSyncBatch,
@@ -28,7 +23,6 @@ def enrich(
     if not items:
         return batch
 
-    transcriptions = postgres.load_transcriptions([item.session.id for item in items])
     blocked, unusable = blocked_numbers_by_e164(postgres.load_blocked_numbers(), settings.default_region)
     if unusable:
         context.log.warning(
@@ -75,16 +69,6 @@ def enrich(
         if item.owner_id is None:
             item.record("owner_unmapped", detail={"agent_user_id": session.agent_user_id})
 
-        item.transcription = transcriptions.get(session.id)
-        item.call_properties = build_call_properties(
-            session,
-            counterparty,
-            build_body(item.transcription, session.transcription_status),
-            item.owner_id,
-            settings.timezone,
-            settings.default_region,
-        )
-
     for_each_open_item(batch, "enrich", enrich_one, context.log)
     return batch
 
@@ -105,23 +89,3 @@ def blocked_numbers_by_e164(
         else:
             unusable.append(raw)
     return blocked, unusable
-
-
-def build_body(transcription: Transcription | None, transcription_status: str | None) -> str:
-    """Build the CALL body, saying why when there is no transcript to show."""
-    transcription = transcription or Transcription(source="none")
-    turns = parse_speaker_turns(transcription.speaker_labels)
-    has_text = bool(turns) or bool(transcription.full_text and transcription.full_text.strip())
-
-    missing_note = None
-    if not has_text:
-        if transcription_status == "failed":
-            missing_note = "No transcript: the transcription of this call failed."
-        elif transcription_status == "completed":
-            missing_note = "No transcript: the transcription finished but its text is empty."
-        else:
-            missing_note = (
-                "No transcript: the transcription was not finished when this call was logged "
-                f"(transcription status {transcription_status or 'unknown'})."
-            )
-    return build_call_body(transcription.summary, turns, transcription.full_text, missing_note)

@@ -1,12 +1,14 @@
-"""Run one step for each open session, so that an error in one session does not fail the others."""
+"""Run a step for each open session or each chunk of them, so that one failure does not fail the others."""
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from functools import partial
 
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.resources.hubspot_errors import (
     HubSpotAuthError,
     HubSpotError,
+    HubSpotPausedError,
     HubSpotRateLimitError,
     HubSpotTransientError,
 )
@@ -15,34 +17,77 @@ from callsync_dagster.resources.hubspot_errors import (
 def for_each_open_item(
     batch: CallSyncBatch, step: str, work: Callable[[CallSyncItem], None], log: logging.Logger
 ) -> None:
-    """Apply `work` to every session still open, turning its failures into that session's outcome.
-
-    HubSpot auth failures are the exception: no session can succeed with a bad token, so every open
-    session is failed as retryable and the batch is marked to stop.
-    """
+    """Apply `work` to every session still open, turning its failures into that session's outcome."""
     for item in batch.open_items():
-        try:
-            work(item)
-        except HubSpotAuthError as error:
-            stop_batch(batch, error, log)
+        if not _guard(batch, [item], step, partial(work, item), log):
             return
-        except HubSpotRateLimitError as error:
-            # A used-up daily limit is the account's state, not the session's, so no attempt is charged.
+
+
+def for_each_open_chunk(
+    batch: CallSyncBatch,
+    step: str,
+    size: int,
+    work: Callable[[list[CallSyncItem]], None],
+    log: logging.Logger,
+) -> None:
+    """Apply `work` to the open sessions `size` at a time, as HubSpot's batch requests take them.
+
+    A failure of a whole request fails the sessions of that chunk only. Failures of single sessions
+    inside a batch response are `work`'s to record.
+    """
+    for chunk in chunks(batch.open_items(), size):
+        if not _guard(batch, chunk, step, partial(work, chunk), log):
+            return
+
+
+def chunks(items: list[CallSyncItem], size: int) -> Iterator[list[CallSyncItem]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def open_items(items: list[CallSyncItem]) -> list[CallSyncItem]:
+    return [item for item in items if not item.is_done]
+
+
+def _guard(
+    batch: CallSyncBatch, items: list[CallSyncItem], step: str, work: Callable[[], None], log: logging.Logger
+) -> bool:
+    """Run `work`; return False when the whole run must stop (a rejected token, a paused account)."""
+    try:
+        work()
+    except HubSpotAuthError as error:
+        stop_batch(batch, error, log)
+        return False
+    except HubSpotPausedError as error:
+        pause_batch(batch, error, log)
+        return False
+    except HubSpotRateLimitError as error:
+        # The client retried with backoff already; the limit is the account's state, not the session's.
+        for item in open_items(items):
             item.fail(
                 "hubspot_rate_limit",
                 str(error),
                 retryable=True,
                 correlation_id=error.correlation_id,
-                charge_attempt=error.policy_name != "DAILY",
+                charge_attempt=False,
             )
-        except HubSpotError as error:
-            retryable = isinstance(error, HubSpotTransientError)
+    except HubSpotError as error:
+        # A 400 on a read or search is callsync's request, not the session's data: retried under the
+        # attempt limit, in case HubSpot's limits or callsync changed.
+        retryable = isinstance(error, HubSpotTransientError) or len(items) > 1
+        for item in open_items(items):
             item.fail(f"hubspot_{step}", str(error), retryable=retryable, correlation_id=error.correlation_id)
-        except Exception as error:
-            # A bug or unexpected data must not take the rest of the batch down. The traceback goes to the
-            # log, and the session is retried under the attempt limit.
+    except Exception as error:
+        # A bug or unexpected data must not take the rest of the batch down. The traceback goes to the
+        # log, and the sessions are retried under the attempt limit.
+        log.exception(
+            "Call sessions %s failed in %s with an unexpected error",
+            ", ".join(str(item.session.id) for item in items[:5]) + (" ..." if len(items) > 5 else ""),
+            step,
+        )
+        for item in open_items(items):
             item.fail(f"error_{step}", f"unexpected {type(error).__name__} in {step}: {error}", retryable=True)
-            log.exception("Call session %s failed in %s with an unexpected error", item.session.id, step)
+    return True
 
 
 def stop_batch(batch: CallSyncBatch, error: HubSpotAuthError, log: logging.Logger) -> None:
@@ -50,3 +95,10 @@ def stop_batch(batch: CallSyncBatch, error: HubSpotAuthError, log: logging.Logge
     log.error("Stopping the run: %s", error)
     for item in batch.open_items():
         item.fail("hubspot_auth", str(error), retryable=True, correlation_id=error.correlation_id, charge_attempt=False)
+
+
+def pause_batch(batch: CallSyncBatch, error: HubSpotPausedError, log: logging.Logger) -> None:
+    batch.paused_reason = str(error)
+    log.warning("Stopping the run early, its sessions wait until %s: %s", error.resume_at.isoformat(), error)
+    for item in batch.open_items():
+        item.defer("hubspot_paused", str(error), error.resume_at, correlation_id=error.correlation_id)

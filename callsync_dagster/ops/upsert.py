@@ -1,18 +1,33 @@
-"""upsert: find or create the contact, then create the CALL unless it exists already."""
+"""upsert: find or create the contacts, read their primary companies, create the CALLs that do not exist.
+
+Sessions go through in chunks of `hubspot_batch_size`, each step one batch request for the whole chunk:
+a handful of requests per hundred calls, where the original worker spent several per call.
+"""
 
 import json
+from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 from dagster import OpExecutionContext, op
 
-from callsync_dagster.core.call_engagement import build_call_associations
-from callsync_dagster.core.contacts import choose_contact, confirm_contact_matches, new_contact_properties
-from callsync_dagster.core.models import SyncLogEntry
+from callsync_dagster.core import hubspot_constants as hs
+from callsync_dagster.core.call_body import build_body
+from callsync_dagster.core.call_engagement import build_call_associations, build_call_properties
+from callsync_dagster.core.contacts import choose_contact, new_contact_properties
+from callsync_dagster.core.hubspot_search import call_search_bodies, contact_search_bodies
+from callsync_dagster.core.phone import PhoneNumber, normalize_phone_number
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
-from callsync_dagster.ops.per_item import for_each_open_item
-from callsync_dagster.resources.hubspot import HubSpotClient, HubSpotResource
-from callsync_dagster.resources.postgres import PostgresResource
+from callsync_dagster.ops.per_item import for_each_open_chunk, open_items
+from callsync_dagster.resources.hubspot import BatchResult, HubSpotClient, HubSpotResource
+from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTransientError, HubSpotValidationError
+from callsync_dagster.resources.postgres import ContactNumber, PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
+
+# assign(number, contact id, where it came from) gives every waiting session of the number its contact.
+Assign = Callable[[str, str, str], None]
 
 # Dry runs log the CALL body cut to this many characters: enough to check it, never a whole transcript.
 _DRY_RUN_BODY_PREVIEW = 300
@@ -20,18 +35,25 @@ _DRY_RUN_BODY_PREVIEW = 300
 
 @dataclass
 class UpsertContext:
-    """The state that the upsert of one batch shares between its sessions."""
+    """What the chunks of one run's upsert share."""
 
     batch: CallSyncBatch
     client: HubSpotClient
     postgres: PostgresResource
     settings: CallSyncSettings
-    # Contacts created in this run by E.164 number. HubSpot's search lags behind creates, so a second call
-    # from the same new number in one batch would not find the first one's contact.
-    created_contacts: dict[str, str] = field(default_factory=dict)
+    portal: str
+    # Contacts found or created in this run, by E.164 number: later chunks need no lookup for them.
+    contacts_by_number: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def search_lag(self) -> timedelta:
+        return timedelta(seconds=self.settings.search_lag_seconds)
 
 
-@op(description="Find or create each session's contact, look up its primary company, create the CALL idempotently.")
+@op(
+    description="In chunks: find or create the contacts, read their primary companies, build the CALLs from the "
+    "transcripts, create the CALLs that do not exist yet."
+)
 def upsert(
     context: OpExecutionContext,
     batch: CallSyncBatch,
@@ -39,29 +61,30 @@ def upsert(
     hubspot: HubSpotResource,
     settings: CallSyncSettings,
 ) -> CallSyncBatch:
-    if not batch.dry_run:
-        renew_claims(batch, postgres, settings, context)
-    shared = UpsertContext(batch, hubspot.client, postgres, settings)
+    shared = UpsertContext(batch, hubspot.client, postgres, settings, hubspot.portal)
 
-    def upsert_one(item: CallSyncItem) -> None:
-        if not resolve_contact(item, shared):
-            return
-        if item.contact_id:
-            item.company_id = shared.client.get_primary_company_id(item.contact_id)
-        item.call_associations = build_call_associations(item.contact_id, item.company_id, item.session.hubspot_deal_id)
-        create_call_once(item, shared, context)
+    def upsert_chunk(chunk: list[CallSyncItem]) -> None:
+        if not batch.dry_run:
+            renew_claims(chunk, shared, context)
+        resolve_contacts(open_items(chunk), shared)
+        find_primary_companies(open_items(chunk), shared)
+        build_calls(open_items(chunk), shared)
+        create_calls(open_items(chunk), shared, context)
+        # The bodies hold whole transcripts; once the CALLs exist they are not needed, so a run's memory
+        # holds one chunk of them, however many sessions it has.
+        for item in chunk:
+            item.call_properties = None
 
-    for_each_open_item(batch, "upsert", upsert_one, context.log)
+    for_each_open_chunk(batch, "upsert", settings.hubspot_batch_size, upsert_chunk, context.log)
     return batch
 
 
-def renew_claims(
-    batch: CallSyncBatch, postgres: PostgresResource, settings: CallSyncSettings, context: OpExecutionContext
-) -> None:
-    """Extend the lease on the batch before HubSpot writes, and drop the sessions another run has taken."""
-    open_items = batch.open_items()
-    held = postgres.renew_claims(batch.run_id, [item.session.id for item in open_items], settings.claim_lease_minutes)
-    for item in open_items:
+def renew_claims(chunk: list[CallSyncItem], shared: UpsertContext, context: OpExecutionContext) -> None:
+    """Extend the lease before HubSpot writes, and drop the sessions another run has taken."""
+    held = shared.postgres.renew_claims(
+        shared.batch.run_id, [item.session.id for item in chunk], shared.settings.claim_lease_minutes
+    )
+    for item in chunk:
         if item.session.id not in held:
             item.claim_lost = True
             context.log.warning(
@@ -70,99 +93,414 @@ def renew_claims(
             )
 
 
-def resolve_contact(item: CallSyncItem, shared: UpsertContext) -> bool:
-    """Set `item.contact_id`; return False when the session was skipped for want of a contact."""
-    session = item.session
-    if session.hubspot_contact_id:
-        item.contact_id = session.hubspot_contact_id
-        item.record("contact_prefilled", hubspot_object_id=item.contact_id)
-        return True
+# Contacts
 
-    assert item.counterparty is not None, "enrich sets the counterparty of every open session"
-    number = item.counterparty.number
-    assert number is not None, "only a session with a prefilled contact lacks a usable number"
 
-    if number.e164 in shared.created_contacts:
-        item.contact_id = shared.created_contacts[number.e164]
-        item.record("contact_matched", hubspot_object_id=item.contact_id, detail={"phone": number.e164, "from": "run"})
-        return True
+def resolve_contacts(items: list[CallSyncItem], shared: UpsertContext) -> None:
+    """Give every session its contact: prefilled, known from the map, found by search, or created."""
+    by_number: dict[str, list[CallSyncItem]] = defaultdict(list)
+    numbers: dict[str, PhoneNumber] = {}
+    for item in items:
+        if item.session.hubspot_contact_id:
+            item.contact_id = item.session.hubspot_contact_id
+            item.record("contact_prefilled", hubspot_object_id=item.contact_id)
+            continue
+        assert item.counterparty is not None and item.counterparty.number is not None, (
+            "enrich skips a session without a usable number unless its contact is prefilled"
+        )
+        number = item.counterparty.number
+        numbers[number.e164] = number
+        by_number[number.e164].append(item)
 
-    candidates = shared.client.search_contacts_by_phone(number.national_significant_number)
-    match = choose_contact(confirm_contact_matches(number, candidates, shared.settings.default_region))
-    if match is not None:
-        item.contact_id = match.contact_id
-        item.record("contact_matched", hubspot_object_id=match.contact_id, detail={"phone": number.e164})
-        if match.ambiguous_ids:
-            item.record(
-                "contact_ambiguous",
-                hubspot_object_id=match.contact_id,
-                detail={"phone": number.e164, "candidates": list(match.ambiguous_ids), "rule": "lowest id wins"},
-            )
-        return True
+    def assign(e164: str, contact_id: str, source: str) -> None:
+        shared.contacts_by_number[e164] = contact_id
+        for item in by_number.pop(e164, []):
+            item.contact_id = contact_id
+            action = "contact_created" if source == "created" else "contact_matched"
+            item.record(action, hubspot_object_id=contact_id, detail={"phone": e164, "from": source})
 
+    for e164 in [e164 for e164 in by_number if e164 in shared.contacts_by_number]:
+        assign(e164, shared.contacts_by_number[e164], "run")
+    if not by_number:
+        return
+
+    # 1. The map of numbers callsync has seen: no HubSpot request for a known number.
+    mapped = shared.postgres.find_contact_numbers(shared.portal, list(by_number))
+    for e164, row in mapped.items():
+        if row.state == "known" and row.contact_id:
+            assign(e164, row.contact_id, "map")
+    defer_creates_in_flight(by_number, mapped, shared)
+    if not by_number:
+        return
+
+    # 2. Search HubSpot for the rest, then confirm every hit on the client.
+    found = search_contacts([numbers[e164] for e164 in by_number], shared)
+    shared.postgres.remember_contacts(shared.portal, {e164: match[0] for e164, match in found.items()})
+    for e164, (contact_id, ambiguous_ids) in found.items():
+        if ambiguous_ids:
+            for item in by_number.get(e164, []):
+                item.record(
+                    "contact_ambiguous",
+                    hubspot_object_id=contact_id,
+                    detail={"phone": e164, "candidates": list(ambiguous_ids), "rule": "lowest id wins"},
+                )
+        assign(e164, contact_id, "search")
+    if not by_number:
+        return
+
+    # 3. No contact has these numbers.
     if shared.settings.contact_policy == "skip":
-        item.skip(
-            "no_contact",
-            f"no HubSpot contact has the number {number.e164} and contact_policy is 'skip'; "
-            "create the contact in HubSpot or set contact_policy to 'create'",
-        )
-        return False
-
-    properties = new_contact_properties(number)
+        for e164, waiting in by_number.items():
+            for item in waiting:
+                item.skip(
+                    "no_contact",
+                    f"no HubSpot contact has the number {e164} and contact_policy is 'skip'; "
+                    "create the contact in HubSpot or set contact_policy to 'create'",
+                )
+        return
     if shared.batch.dry_run:
-        item.record("contact_would_be_created", detail={"properties": properties})
-        return True
-    item.contact_id = shared.client.create_contact(properties)
-    shared.created_contacts[number.e164] = item.contact_id
-    item.record("contact_created", hubspot_object_id=item.contact_id, detail={"phone": number.e164})
-    return True
+        for e164, waiting in by_number.items():
+            for item in waiting:
+                item.record("contact_would_be_created", detail={"properties": new_contact_properties(numbers[e164])})
+        return
+    create_contacts(by_number, numbers, shared, assign)
+
+    # A number can still be open only after a race with another run over a stale create; the next
+    # attempt finds the map settled.
+    for e164, waiting in by_number.items():
+        for item in waiting:
+            item.defer(
+                "contact_unresolved",
+                f"another run took over the contact create of {e164} during this run",
+                datetime.now(UTC) + timedelta(minutes=1),
+            )
 
 
-def create_call_once(item: CallSyncItem, shared: UpsertContext, context: OpExecutionContext) -> None:
-    """Create the CALL unless this session already has one.
+def defer_creates_in_flight(
+    by_number: dict[str, list[CallSyncItem]], mapped: dict[str, ContactNumber], shared: UpsertContext
+) -> None:
+    """Put off the sessions whose number has a contact create in flight, sent within the search lag.
 
-    HubSpot has no idempotency key for creates. A CALL id stored on the session (by the application or an
-    earlier attempt) is used first. Otherwise the external id (the Telavox call id) is the key: a rerun
-    after a crash, or after a create that timed out but was applied, finds the earlier CALL by search.
+    Searching could not show that contact yet, and creating one would make a duplicate. The create may be
+    another run's, or an earlier chunk's of this run whose answer was lost.
     """
-    session = item.session
-    assert item.call_properties is not None, "enrich builds the CALL properties of every open session"
+    now = datetime.now(UTC)
+    for e164, row in mapped.items():
+        if row.state != "creating" or e164 not in by_number:
+            continue
+        retry_at = (row.requested_at or now) + shared.search_lag
+        if retry_at <= now:
+            continue  # that run died; the search decides
+        for item in by_number.pop(e164):
+            item.defer(
+                "contact_create_in_flight",
+                f"run {row.run_id} sent a create for the contact of {e164}; trying again after HubSpot's search lag",
+                retry_at,
+            )
 
-    if session.hubspot_engagement_id:
-        item.engagement_id = session.hubspot_engagement_id
-        item.record("call_prefilled", hubspot_object_id=item.engagement_id)
+
+def search_contacts(numbers: list[PhoneNumber], shared: UpsertContext) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Search the numbers' contacts; return {E.164: (chosen contact id, all confirmed ids if several)}.
+
+    HubSpot's calculated phone properties have undocumented normalisation, so a hit counts only when its
+    `phone` or `mobilephone` normalises to the number searched.
+    """
+    wanted = {number.e164 for number in numbers}
+    confirmed: dict[str, list[str]] = defaultdict(list)
+    for body in contact_search_bodies(
+        [number.national_significant_number for number in numbers], shared.settings.contact_search
+    ):
+        for contact in shared.client.search("contacts", body):
+            properties = contact.get("properties") or {}
+            stored_numbers = set()
+            for name in ("phone", "mobilephone"):
+                stored = normalize_phone_number(properties.get(name), shared.settings.default_region)
+                if isinstance(stored, PhoneNumber) and stored.e164 in wanted:
+                    stored_numbers.add(stored.e164)
+            for e164 in stored_numbers:
+                confirmed[e164].append(str(contact["id"]))
+
+    found = {}
+    for e164, contact_ids in confirmed.items():
+        match = choose_contact(contact_ids)
+        if match is not None:
+            found[e164] = (match.contact_id, match.ambiguous_ids)
+    return found
+
+
+def create_contacts(
+    by_number: dict[str, list[CallSyncItem]],
+    numbers: dict[str, PhoneNumber],
+    shared: UpsertContext,
+    assign: Assign,
+) -> None:
+    """Create one contact per unknown number in one batch request, reserving each number first."""
+    run_id = shared.batch.run_id
+    reserved = shared.postgres.reserve_contact_numbers(
+        shared.portal, list(by_number), run_id, shared.settings.search_lag_seconds
+    )
+
+    # A number not reserved was taken by another run since the lookup: use its contact, or wait for it.
+    taken = [e164 for e164 in by_number if e164 not in reserved]
+    if taken:
+        rows = shared.postgres.find_contact_numbers(shared.portal, taken)
+        for e164 in taken:
+            row = rows.get(e164)
+            if row is not None and row.state == "known" and row.contact_id:
+                assign(e164, row.contact_id, "map")
+        defer_creates_in_flight(by_number, rows, shared)
+    to_create = [e164 for e164 in by_number if e164 in reserved]
+    if not to_create:
         return
 
-    # NOTE: a create that got a timeout or a 5xx may have been applied, and HubSpot's search can lag
-    # behind it (up to 30 s in one report). Automatic retries wait retry_initial_delay_minutes at least,
-    # but an operator's replay by id within that lag could miss the CALL and create a second one.
-    existing_ids = shared.client.search_calls_by_external_id(session.telavox_call_id)
-    if existing_ids:
-        item.engagement_id = existing_ids[0]
-        item.record(
-            "call_found_existing",
-            hubspot_object_id=item.engagement_id,
-            detail={"hs_call_external_id": session.telavox_call_id, "all_ids": existing_ids},
+    inputs = [{"properties": new_contact_properties(numbers[e164]), "objectWriteTraceId": e164} for e164 in to_create]
+    try:
+        result = shared.client.batch_create("contacts", inputs)
+    except HubSpotTransientError as error:
+        if not error.may_have_applied:
+            shared.postgres.release_contact_numbers(shared.portal, to_create, run_id)
+            raise
+        # The contacts may exist. The reservations stay, so no run creates them again before the search
+        # lag has passed and a search can show them.
+        retry_at = datetime.now(UTC) + shared.search_lag
+        for e164 in to_create:
+            for item in by_number.pop(e164, []):
+                item.fail(
+                    "hubspot_contact_create_unconfirmed",
+                    f"{error}; the contact of {e164} may exist, so it is looked up again after the search lag",
+                    retryable=True,
+                    correlation_id=error.correlation_id,
+                    retry_at=retry_at,
+                )
+        return
+    except HubSpotError:
+        # Anything else was refused before it was applied.
+        shared.postgres.release_contact_numbers(shared.portal, to_create, run_id)
+        raise
+
+    created = {}
+    for contact in result.results:
+        e164 = str(contact.get("objectWriteTraceId") or (contact.get("properties") or {}).get("phone"))
+        if e164 in reserved:
+            created[e164] = str(contact["id"])
+    shared.postgres.remember_contacts(shared.portal, created)
+    for e164, contact_id in created.items():
+        assign(e164, contact_id, "created")
+
+    refused = fail_batch_errors(result, "objectWriteTraceId", by_number, "hubspot_contact_rejected")
+    shared.postgres.release_contact_numbers(shared.portal, refused, run_id)
+    for e164 in [e164 for e164 in to_create if e164 in by_number]:
+        for item in by_number.pop(e164):
+            item.fail(
+                "hubspot_contact_missing",
+                f"HubSpot's batch create answered without a result or an error for {e164}",
+                retryable=True,
+            )
+
+
+def fail_batch_errors(
+    result: BatchResult, key: str, items_by_key: dict[str, list[CallSyncItem]], reason_code: str
+) -> list[str]:
+    """Fail the sessions that a 207's errors name by `key`; return the keys failed."""
+    failed = []
+    for error in result.errors:
+        for value in error.ids(key):
+            for item in items_by_key.pop(value, []):
+                item.fail(
+                    reason_code,
+                    f"HubSpot refused the create: {error.message} (category {error.category})",
+                    retryable=False,
+                    correlation_id=error.correlation_id,
+                )
+            failed.append(value)
+    return failed
+
+
+# Companies
+
+
+def find_primary_companies(items: list[CallSyncItem], shared: UpsertContext) -> None:
+    """Read the contacts' primary companies (association type 1) in one associations batch read."""
+    contact_ids = sorted({item.contact_id for item in items if item.contact_id})
+    if not contact_ids:
+        return
+    companies = shared.client.batch_read_associations("contacts", "companies", contact_ids)
+    for item in items:
+        if not item.contact_id:
+            continue
+        for company_id, type_ids in companies.get(item.contact_id, {}).items():
+            if hs.CONTACT_TO_PRIMARY_COMPANY in type_ids:
+                item.company_id = company_id
+                break
+
+
+# CALLs
+
+
+def build_calls(items: list[CallSyncItem], shared: UpsertContext) -> None:
+    """Load the chunk's transcripts and build each CALL's properties and associations."""
+    transcriptions = shared.postgres.load_transcriptions([item.session.id for item in items])
+    for item in items:
+        assert item.counterparty is not None, "enrich sets the counterparty of every open session"
+        item.call_properties = build_call_properties(
+            item.session,
+            item.counterparty,
+            build_body(transcriptions.get(item.session.id), item.session.transcription_status),
+            item.owner_id,
+            shared.settings.timezone,
+            shared.settings.default_region,
         )
-        return
+        item.call_associations = build_call_associations(item.contact_id, item.company_id, item.session.hubspot_deal_id)
 
+
+def create_calls(items: list[CallSyncItem], shared: UpsertContext, context: OpExecutionContext) -> None:
+    """Create each session's CALL unless it has one, without ever creating two.
+
+    HubSpot has no idempotency key. A CALL id stored on the session is used first. A session whose create
+    was sent before (its request time is stored) is looked up by `hs_call_external_id`; because search
+    lags behind creates, it is created again only once that request is older than the search lag.
+    A session never sent needs no lookup: the request time is committed before any create is sent.
+    """
+    now = datetime.now(UTC)
+    to_create = []
+    sent_before = []
+    for item in items:
+        if item.session.hubspot_engagement_id:
+            item.engagement_id = item.session.hubspot_engagement_id
+            item.record("call_prefilled", hubspot_object_id=item.engagement_id)
+        elif item.session.hubspot_call_requested_at is not None:
+            sent_before.append(item)
+        else:
+            to_create.append(item)
+
+    if sent_before:
+        existing = search_calls([item.session.telavox_call_id for item in sent_before], shared.client)
+        for item in sent_before:
+            requested_at = item.session.hubspot_call_requested_at
+            assert requested_at is not None
+            call_ids = existing.get(item.session.telavox_call_id)
+            if call_ids:
+                item.engagement_id = call_ids[0]
+                item.record(
+                    "call_found_existing",
+                    hubspot_object_id=item.engagement_id,
+                    detail={"hs_call_external_id": item.session.telavox_call_id, "all_ids": call_ids},
+                )
+            elif requested_at + shared.search_lag > now:
+                item.defer(
+                    "call_create_unconfirmed",
+                    f"a CALL create was sent at {requested_at.isoformat()} and search does not show it yet; "
+                    f"looking again after HubSpot's search lag ({shared.settings.search_lag_seconds:g} s)",
+                    requested_at + shared.search_lag,
+                )
+            else:
+                to_create.append(item)
+
+    if not to_create:
+        return
     if shared.batch.dry_run:
-        preview = dict(item.call_properties)
-        preview["hs_call_body"] = preview["hs_call_body"][:_DRY_RUN_BODY_PREVIEW]
-        context.log.info(
-            "Dry run: would create CALL for session %s: %s",
-            session.id,
-            json.dumps({"properties": preview, "associations": item.call_associations}, ensure_ascii=False),
-        )
+        for item in to_create:
+            log_dry_run_call(item, context)
         return
 
-    # The intent is committed with a fresh lease before the request. The sync log then shows that a CALL
-    # may exist even when the run dies before write-back, and no other run can claim the session while
-    # the create is in flight.
-    intent = SyncLogEntry(action="call_create_requested", detail={"hs_call_external_id": session.telavox_call_id})
-    if not shared.postgres.extend_claim(session.id, shared.batch.run_id, shared.settings.claim_lease_minutes, [intent]):
-        item.claim_lost = True
-        context.log.warning("Call session %s: the claim was lost before the CALL create; not creating", session.id)
+    held = shared.postgres.record_call_requests(
+        shared.batch.run_id, [item.session.id for item in to_create], shared.settings.claim_lease_minutes
+    )
+    for item in to_create:
+        if item.session.id not in held:
+            item.claim_lost = True
+            context.log.warning(
+                "Call session %s: the claim was lost before the CALL create; not creating", item.session.id
+            )
+    send_call_creates([item for item in to_create if item.session.id in held], shared)
+
+
+def send_call_creates(items: list[CallSyncItem], shared: UpsertContext) -> None:
+    """Send one batch create for `items`; on a 400 for the whole batch, send them one by one."""
+    if not items:
         return
-    item.engagement_id = shared.client.create_call(item.call_properties, item.call_associations)
-    item.record("call_created", hubspot_object_id=item.engagement_id)
+    by_external_id = {item.session.telavox_call_id: item for item in items}
+    inputs = [
+        {
+            "properties": item.call_properties,
+            "associations": item.call_associations,
+            "objectWriteTraceId": item.session.telavox_call_id,
+        }
+        for item in items
+    ]
+    try:
+        result = shared.client.batch_create("calls", inputs)
+    except HubSpotValidationError as error:
+        if len(items) > 1:
+            # Without the per-input errors of a 207 the culprit is unknown; alone, each input is judged alone.
+            for item in items:
+                send_call_creates([item], shared)
+            return
+        shared.postgres.clear_call_requests([items[0].session.id])
+        items[0].fail("hubspot_call_rejected", str(error), retryable=False, correlation_id=error.correlation_id)
+        return
+    except HubSpotTransientError as error:
+        if not error.may_have_applied:
+            shared.postgres.clear_call_requests([item.session.id for item in items])
+            raise
+        retry_at = datetime.now(UTC) + shared.search_lag
+        for item in items:
+            item.fail(
+                "hubspot_call_create_unconfirmed",
+                f"{error}; the CALL may exist, so it is looked up again after the search lag",
+                retryable=True,
+                correlation_id=error.correlation_id,
+                retry_at=retry_at,
+            )
+        return
+    except HubSpotError:
+        shared.postgres.clear_call_requests([item.session.id for item in items])
+        raise
+
+    created: dict[UUID, str] = {}
+    for call in result.results:
+        external_id = (call.get("properties") or {}).get(hs.CALL_EXTERNAL_ID_PROPERTY) or call.get("objectWriteTraceId")
+        created_for = by_external_id.get(str(external_id))
+        if created_for is not None and created_for.engagement_id is None:
+            created_for.engagement_id = str(call["id"])
+            created_for.call_created_now = True
+            created_for.record("call_created", hubspot_object_id=created_for.engagement_id)
+            created[created_for.session.id] = created_for.engagement_id
+    shared.postgres.store_call_ids(created)
+
+    waiting = {external_id: [item] for external_id, item in by_external_id.items() if item.engagement_id is None}
+    refused = fail_batch_errors(result, "objectWriteTraceId", waiting, "hubspot_call_rejected")
+    shared.postgres.clear_call_requests(
+        [by_external_id[external_id].session.id for external_id in refused if external_id in by_external_id]
+    )
+    for external_id, leftover in waiting.items():
+        for item in leftover:
+            item.fail(
+                "hubspot_call_missing",
+                f"HubSpot's batch create answered without a result or an error for {external_id}",
+                retryable=True,
+                retry_at=datetime.now(UTC) + shared.search_lag,
+            )
+
+
+def search_calls(external_ids: list[str], client: HubSpotClient) -> dict[str, list[str]]:
+    """Return the CALL ids per external id, oldest (lowest id) first, matching the external id exactly."""
+    wanted = set(external_ids)
+    found: dict[str, list[str]] = defaultdict(list)
+    for body in call_search_bodies(external_ids):
+        for call in client.search("calls", body):
+            external_id = (call.get("properties") or {}).get(hs.CALL_EXTERNAL_ID_PROPERTY)
+            if external_id in wanted:
+                found[external_id].append(str(call["id"]))
+    return {key: sorted(set(ids), key=lambda call_id: (len(call_id), call_id)) for key, ids in found.items()}
+
+
+def log_dry_run_call(item: CallSyncItem, context: OpExecutionContext) -> None:
+    assert item.call_properties is not None
+    preview = dict(item.call_properties)
+    preview["hs_call_body"] = preview["hs_call_body"][:_DRY_RUN_BODY_PREVIEW]
+    context.log.info(
+        "Dry run: would create CALL for session %s: %s",
+        item.session.id,
+        json.dumps({"properties": preview, "associations": item.call_associations}, ensure_ascii=False),
+    )

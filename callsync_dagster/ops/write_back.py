@@ -10,8 +10,13 @@ from callsync_dagster.core.models import SyncStatus
 from callsync_dagster.core.retry_policy import next_attempt_at
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.resources.hubspot import HubSpotResource
-from callsync_dagster.resources.postgres import PostgresResource
+from callsync_dagster.resources.postgres import OutcomeToWrite, PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
+
+# Outcomes written per transaction: few round trips, and a failed chunk is retried one session at a time.
+_WRITE_CHUNK = 500
+# The run's metadata table shows this many sessions; the sync log has them all.
+_TABLE_ROWS = 200
 
 
 @op(description="Write each session's status, HubSpot ids and sync log rows; end with a summary of the run.")
@@ -26,6 +31,7 @@ def write_back(
     claims_lost = sum(1 for item in batch.items if item.claim_lost)
     write_errors = 0
 
+    to_write: list[tuple[CallSyncItem, OutcomeToWrite]] = []
     for item in batch.items:
         if item.claim_lost:
             continue
@@ -34,17 +40,7 @@ def write_back(
             # bug, so it is failed rather than left claimed.
             item.fail("internal", "no step decided this session's outcome", retryable=True)
         assert item.outcome is not None
-        retry_at = None
-        if item.outcome.status is SyncStatus.FAILED and item.outcome.retryable:
-            # An attempt that is not charged (an outage of the account) waits the first delay again.
-            attempts = item.session.sync_attempts if item.outcome.charge_attempt else 1
-            retry_at = next_attempt_at(
-                now,
-                attempts,
-                settings.max_attempts,
-                settings.retry_initial_delay_minutes,
-                settings.retry_max_delay_minutes,
-            )
+        retry_at = retry_time(item, now, settings)
         if item.outcome.status is not SyncStatus.SYNCED:
             context.log.info(
                 "Call session %s %s: %s%s",
@@ -53,21 +49,39 @@ def write_back(
                 item.outcome.reason,
                 f" (next attempt {retry_at.isoformat()})" if retry_at else "",
             )
-        if batch.dry_run:
-            continue
-        try:
-            written = postgres.record_outcome(item.session.id, batch.run_id, item.outcome, item.log, retry_at)
-        except psycopg.Error as error:
-            # The other outcomes are still written; this session comes back when its lease expires.
-            write_errors += 1
-            context.log.error("Call session %s: writing its outcome failed: %s", item.session.id, error)
-            continue
-        if not written:
-            claims_lost += 1
-            context.log.warning(
-                "Call session %s: the claim expired and another run took it; its outcome here was not written",
-                item.session.id,
-            )
+        to_write.append((item, OutcomeToWrite(item.session.id, item.outcome, item.log, retry_at)))
+
+    if not batch.dry_run:
+        for start in range(0, len(to_write), _WRITE_CHUNK):
+            chunk = to_write[start : start + _WRITE_CHUNK]
+            try:
+                written = postgres.record_outcomes(batch.run_id, [entry for _, entry in chunk])
+            except psycopg.Error as error:
+                # One bad row must not lose the others: write this chunk's sessions one by one.
+                context.log.warning(
+                    "Writing %d outcomes at once failed (%s); writing them one by one", len(chunk), error
+                )
+                written = set()
+                for item, entry in chunk:
+                    try:
+                        if postgres.record_outcome(
+                            entry.session_id, batch.run_id, entry.outcome, entry.log_entries, entry.next_attempt_at
+                        ):
+                            written.add(entry.session_id)
+                    except psycopg.Error as single_error:
+                        # The session comes back when its lease expires.
+                        write_errors += 1
+                        context.log.error(
+                            "Call session %s: writing its outcome failed: %s", item.session.id, single_error
+                        )
+                        written.add(entry.session_id)  # not a lost claim
+            for item, entry in chunk:
+                if entry.session_id not in written:
+                    claims_lost += 1
+                    context.log.warning(
+                        "Call session %s: the claim expired and another run took it; its outcome here was not written",
+                        item.session.id,
+                    )
 
     counts = Counter(item.outcome.status.value for item in batch.items if item.outcome)
     skip_reasons = Counter(
@@ -83,6 +97,8 @@ def write_back(
         "claims_lost": claims_lost,
         "outcome_write_errors": write_errors,
         "hubspot_requests": hubspot.client.request_count,
+        "hubspot_searches": hubspot.client.requests_by_kind["search"],
+        "hubspot_429s": hubspot.client.rate_limited_count,
     }
     context.log.info(
         "%sSync run summary: %s; skipped by reason: %s",
@@ -97,6 +113,8 @@ def write_back(
             "are retried when their claims expire. See the errors above.",
             metadata={"outcome_write_errors": write_errors},
         )
+    if batch.paused_reason:
+        context.log.warning("The run stopped early and its open sessions wait: %s", batch.paused_reason)
     if batch.stop_reason:
         raise Failure(
             description=f"HubSpot rejected the credentials, so the run stopped: {batch.stop_reason}",
@@ -114,6 +132,23 @@ def write_back(
     )
 
 
+def retry_time(item: CallSyncItem, now: datetime, settings: CallSyncSettings) -> datetime | None:
+    """Return when a failed session is tried again: its own time if it names one, else the backoff's."""
+    outcome = item.outcome
+    if outcome is None or outcome.status is not SyncStatus.FAILED or not outcome.retryable:
+        return None
+    # An attempt that is not charged (an outage of the account) waits the first delay again.
+    attempts = item.session.sync_attempts if outcome.charge_attempt else 1
+    backoff = next_attempt_at(
+        now, attempts, settings.max_attempts, settings.retry_initial_delay_minutes, settings.retry_max_delay_minutes
+    )
+    if outcome.retry_at is None:
+        return backoff
+    if backoff is None and outcome.charge_attempt:
+        return None  # out of attempts
+    return outcome.retry_at if backoff is None else max(outcome.retry_at, backoff if outcome.charge_attempt else now)
+
+
 def status_text(item: CallSyncItem) -> str:
     if item.claim_lost:
         return "claim lost to another run"
@@ -126,11 +161,13 @@ def sessions_table(items: list[CallSyncItem]) -> str:
         "| call session | Telavox call id | status | contact | company | CALL | reason |",
         "|---|---|---|---|---|---|---|",
     ]
-    for item in items:
+    for item in items[:_TABLE_ROWS]:
         outcome = item.outcome
         reason = (outcome.reason or "").replace("|", "/") if outcome else ""
         lines.append(
             f"| {item.session.id} | {item.session.telavox_call_id} | {status_text(item)} "
             f"| {item.contact_id or ''} | {item.company_id or ''} | {item.engagement_id or ''} | {reason[:200]} |"
         )
+    if len(items) > _TABLE_ROWS:
+        lines.append(f"| {len(items) - _TABLE_ROWS} more sessions: see callsync_sync_log | | | | | | |")
     return "\n".join(lines)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 from dagster import ConfigurableResource, InitResourceContext, get_dagster_logger
@@ -19,25 +23,30 @@ from callsync_dagster.resources.hubspot_errors import (
     HubSpotConflictError,
     HubSpotError,
     HubSpotNotFoundError,
+    HubSpotPausedError,
     HubSpotRateLimitError,
     HubSpotTransientError,
     HubSpotValidationError,
 )
-from callsync_dagster.resources.rate_limit import SlidingWindowLimiter
+from callsync_dagster.resources.rate_limit import (
+    LimiterPaused,
+    LocalRateLimiter,
+    RateLimiter,
+    RequestKind,
+    SharedRateLimiter,
+)
 
 DEFAULT_BASE_URL = "https://api.hubapi.com"
 
 # HubSpot publishes date-versioned paths beside v3/v4 and plans to retire v3/v4 in September 2027; every
 # path callsync uses is here so a move is one edit.
 PATHS = {
-    "contacts_search": "/crm/v3/objects/contacts/search",
-    "contacts_create": "/crm/v3/objects/contacts",
-    "contact_companies": "/crm/v4/objects/contacts/{contact_id}/associations/companies",
+    "search": "/crm/v3/objects/{object_type}/search",
+    "batch_create": "/crm/v3/objects/{object_type}/batch/create",
+    "batch_read": "/crm/v3/objects/{object_type}/batch/read",
+    "associations_batch_read": "/crm/v4/associations/{from_type}/{to_type}/batch/read",
+    "associations_batch_create": "/crm/v4/associations/{from_type}/{to_type}/batch/create",
     "owners": "/crm/v3/owners",
-    "calls_search": "/crm/v3/objects/calls/search",
-    "calls_create": "/crm/v3/objects/calls",
-    "call_read": "/crm/v3/objects/calls/{call_id}",
-    "call_associate_default": "/crm/v4/objects/calls/{call_id}/associations/default/{to_object_type}/{to_id}",
 }
 
 # Statuses after which a sent POST may already have been applied (HubSpot's error table).
@@ -45,14 +54,38 @@ _MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
 _TRANSIENT_STATUSES = frozenset({423, 500, 502, 503, 504, 521, 523, 524})
 # HubSpot's error documentation calls for a wait of at least 2 s after a 423 (record locked during a high-volume sync).
 _LOCKED_MIN_WAIT_SECONDS = 2.0
+# A 477 (the account is moving between data centres) without Retry-After is tried again after this long.
+_MIGRATING_DEFAULT_WAIT_SECONDS = 3600.0
+# A limiter wait longer than this means the account is paused (a daily limit, a 477), not busy: the run
+# stops instead of sleeping through it.
+_LONGEST_LIMITER_WAIT_SECONDS = 120.0
+
+
+@dataclass
+class BatchError:
+    """One failed input group of a batch response (HubSpot's `errors[]` entry of a 207)."""
+
+    message: str
+    category: str | None
+    context: dict[str, list[str]]
+    correlation_id: str | None
+
+    def ids(self, key: str) -> list[str]:
+        return [str(value) for value in self.context.get(key) or []]
+
+
+@dataclass
+class BatchResult:
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[BatchError] = field(default_factory=list)
 
 
 class HubSpotClient:
-    """The HubSpot operations callsync needs, with retries and typed errors.
+    """The HubSpot operations callsync needs, batched, rate limited, retried and with typed errors.
 
     Reads and searches retry 429, 5xx and network failures with bounded exponential backoff. Creates
-    retry only failures where HubSpot cannot have applied the request (429, 423 and connection
-    errors). Anything else is raised at once, so the caller can look for the object before creating again.
+    retry only failures where HubSpot cannot have applied the request (429, 423, 477 and connection
+    errors). Anything else is raised at once, so the caller can look for the objects before creating again.
     """
 
     def __init__(
@@ -63,8 +96,8 @@ class HubSpotClient:
         max_retries: int = 4,
         backoff_initial_seconds: float = 1.0,
         backoff_max_seconds: float = 30.0,
-        requests_per_ten_seconds: int = 100,
-        searches_per_second: int = 4,
+        limiter: RateLimiter | None = None,
+        account_time_zone: str = "UTC",
         logger: logging.Logger | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -77,106 +110,128 @@ class HubSpotClient:
         self._max_retries = max_retries
         self._backoff_initial_seconds = backoff_initial_seconds
         self._backoff_max_seconds = backoff_max_seconds
+        self._limiter: RateLimiter = limiter or LocalRateLimiter(100, 4)
+        self._account_time_zone = ZoneInfo(account_time_zone)
         self._log = logger or logging.getLogger(__name__)
-        self._owner_ids_by_email: dict[str, str | None] = {}
-        # HubSpot counts searches against their own per-second limit and everything else against the
-        # ten-second burst limit.
-        self._general_limiter = SlidingWindowLimiter(requests_per_ten_seconds, 10.0)
-        self._search_limiter = SlidingWindowLimiter(searches_per_second, 1.0)
+        self._owner_ids_by_email: dict[str, str] | None = None
         self.request_count = 0
+        self.requests_by_kind: Counter[str] = Counter()
+        self.rate_limited_count = 0
 
     def close(self) -> None:
         self._http.close()
+        close_limiter = getattr(self._limiter, "close", None)
+        if close_limiter is not None:
+            close_limiter()
 
-    # Contacts
+    # Search
 
-    def search_contacts_by_phone(self, national_significant_number: str) -> list[dict[str, Any]]:
-        """Search contacts whose phone or mobile phone has this number.
+    def search(self, object_type: str, body: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run one search and follow its pages; return every result.
 
-        HubSpot's calculated phone properties hold the number without the country code, so the filter
-        uses the national significant number. Results are candidates that the caller must confirm.
+        HubSpot stops paging at 10,000 results. The bodies callsync sends name at most a few hundred
+        objects, so reaching that cap means the filter is broken, and it is reported rather than cut short.
         """
+        results: list[dict[str, Any]] = []
+        path = PATHS["search"].format(object_type=object_type)
+        page = dict(body)
+        while True:
+            response = self._request("POST", path, json=page, idempotent=True)
+            results.extend(response.get("results", []))
+            after = ((response.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return results
+            if len(results) >= 10_000:
+                raise HubSpotError(f"search of {object_type} matched over 10,000 objects; HubSpot returns no more")
+            page["after"] = after
+
+    # Batches
+
+    def batch_create(self, object_type: str, inputs: list[dict[str, Any]]) -> BatchResult:
+        """Create up to 100 objects in one request.
+
+        Each input should carry an `objectWriteTraceId`: HubSpot then creates the valid inputs and reports
+        the others in a 207, each error naming its trace id, instead of failing the whole request.
+        """
+        path = PATHS["batch_create"].format(object_type=object_type)
+        return _batch_result(self._request("POST", path, json={"inputs": inputs}, idempotent=False))
+
+    def batch_read(self, object_type: str, ids: list[str], properties: list[str]) -> BatchResult:
+        """Read up to 100 objects by id; missing ones come back as an error listing their ids."""
+        path = PATHS["batch_read"].format(object_type=object_type)
         body = {
-            "filterGroups": [
-                {"filters": [{"propertyName": prop, "operator": "EQ", "value": national_significant_number}]}
-                for prop in (hs.SEARCHABLE_PHONE_PROPERTY, hs.SEARCHABLE_MOBILE_PROPERTY)
-            ],
-            "properties": list(hs.CONTACT_PROPERTIES_READ),
-            "sorts": [{"propertyName": "createdate", "direction": "ASCENDING"}],
-            "limit": 100,
+            "inputs": [{"id": object_id} for object_id in ids],
+            "properties": properties,
+            "propertiesWithHistory": [],
         }
-        return self._request("POST", PATHS["contacts_search"], json=body, idempotent=True).get("results", [])
+        return _batch_result(self._request("POST", path, json=body, idempotent=True))
 
-    def create_contact(self, properties: dict[str, str]) -> str:
-        """Create a contact and return its id; a 409 for an existing email returns that contact's id."""
-        try:
-            created = self._request("POST", PATHS["contacts_create"], json={"properties": properties}, idempotent=False)
-        except HubSpotConflictError as conflict:
-            if conflict.existing_id:
-                return conflict.existing_id
-            raise
-        return str(created["id"])
+    def batch_read_associations(self, from_type: str, to_type: str, ids: list[str]) -> dict[str, dict[str, set[int]]]:
+        """Return, for up to 1,000 objects, each associated object's id with its association type ids."""
+        path = PATHS["associations_batch_read"].format(from_type=from_type, to_type=to_type)
+        response = self._request(
+            "POST", path, json={"inputs": [{"id": object_id} for object_id in ids]}, idempotent=True
+        )
+        associated: dict[str, dict[str, set[int]]] = {object_id: {} for object_id in ids}
+        for result in response.get("results", []):
+            targets = associated.setdefault(str((result.get("from") or {}).get("id")), {})
+            for target in result.get("to", []):
+                type_ids = {int(kind["typeId"]) for kind in target.get("associationTypes", []) if "typeId" in kind}
+                targets.setdefault(str(target.get("toObjectId")), set()).update(type_ids)
+        return associated
 
-    def get_primary_company_id(self, contact_id: str) -> str | None:
-        """Return the id of the contact's primary company (association type 1), or None."""
-        path = PATHS["contact_companies"].format(contact_id=contact_id)
-        for result in self._request("GET", path, idempotent=True).get("results", []):
-            type_ids = {association.get("typeId") for association in result.get("associationTypes", [])}
-            if hs.CONTACT_TO_PRIMARY_COMPANY in type_ids:
-                return str(result["toObjectId"])
-        return None
+    def batch_create_associations(
+        self, from_type: str, to_type: str, type_id: int, pairs: list[tuple[str, str]]
+    ) -> None:
+        """Associate each (from id, to id) pair with a HubSpot-defined type; repeating a pair does nothing."""
+        path = PATHS["associations_batch_create"].format(from_type=from_type, to_type=to_type)
+        inputs = [
+            {
+                "from": {"id": from_id},
+                "to": {"id": to_id},
+                "types": [
+                    {"associationCategory": hs.ASSOCIATION_CATEGORY_HUBSPOT_DEFINED, "associationTypeId": type_id}
+                ],
+            }
+            for from_id, to_id in pairs
+        ]
+        result = _batch_result(self._request("POST", path, json={"inputs": inputs}, idempotent=True))
+        if result.errors:
+            first = result.errors[0]
+            raise HubSpotValidationError(
+                f"{len(result.errors)} of {len(pairs)} {from_type} to {to_type} associations failed: {first.message}",
+                category=first.category,
+                correlation_id=first.correlation_id,
+                method="POST",
+                path=path,
+            )
 
     # Owners
 
     def find_owner_id_by_email(self, email: str) -> str | None:
-        """Return the owner `id` (not `userId`) for an email, cached for the life of this client."""
-        key = email.strip().lower()
-        if key in self._owner_ids_by_email:
-            return self._owner_ids_by_email[key]
+        """Return the owner `id` (not `userId`) for an email.
 
-        owner_id = None
-        response = self._request("GET", PATHS["owners"], params={"email": key, "limit": 100}, idempotent=True)
-        for owner in response.get("results", []):
-            # The email filter is documented, but its case handling is not: compare on the client.
-            if str(owner.get("email", "")).lower() == key and not owner.get("archived", False):
-                owner_id = str(owner["id"])
-                break
-        self._owner_ids_by_email[key] = owner_id
-        return owner_id
+        All owners are listed once per client (a run) and kept: owners change rarely, and one listing costs
+        fewer requests than a lookup per agent.
+        """
+        if self._owner_ids_by_email is None:
+            self._owner_ids_by_email = self._list_active_owners()
+        return self._owner_ids_by_email.get(email.strip().lower())
 
-    # Calls
-
-    def search_calls_by_external_id(self, external_id: str) -> list[str]:
-        """Return the ids of CALLs whose `hs_call_external_id` equals `external_id`, oldest first."""
-        body = {
-            "filterGroups": [
-                {"filters": [{"propertyName": "hs_call_external_id", "operator": "EQ", "value": external_id}]}
-            ],
-            "properties": ["hs_call_external_id"],
-            "limit": 10,
-        }
-        results = self._request("POST", PATHS["calls_search"], json=body, idempotent=True).get("results", [])
-        matching_ids = [
-            str(result["id"])
-            for result in results
-            if (result.get("properties") or {}).get("hs_call_external_id") == external_id
-        ]
-        return sorted(matching_ids, key=lambda call_id: (len(call_id), call_id))
-
-    def create_call(self, properties: dict[str, str], associations: list[dict[str, Any]]) -> str:
-        """Create a CALL with inline associations and return its id."""
-        body = {"properties": properties, "associations": associations}
-        return str(self._request("POST", PATHS["calls_create"], json=body, idempotent=False)["id"])
-
-    def get_call(self, call_id: str) -> dict[str, Any]:
-        """Read a CALL back with its properties and its contact, company and deal associations."""
-        params = {"properties": ",".join(hs.CALL_PROPERTIES_READ), "associations": "contacts,companies,deals"}
-        return self._request("GET", PATHS["call_read"].format(call_id=call_id), params=params, idempotent=True)
-
-    def associate_call(self, call_id: str, to_object_type: str, to_id: str) -> None:
-        """Add the default association from a CALL to a contact, company or deal (safe to repeat)."""
-        path = PATHS["call_associate_default"].format(call_id=call_id, to_object_type=to_object_type, to_id=to_id)
-        self._request("PUT", path, idempotent=True)
+    def _list_active_owners(self) -> dict[str, str]:
+        owners: dict[str, str] = {}
+        params: dict[str, Any] = {"limit": 100, "archived": "false"}
+        while True:
+            response = self._request("GET", PATHS["owners"], params=params, idempotent=True)
+            for owner in response.get("results", []):
+                email = str(owner.get("email") or "").strip().lower()
+                # The Owners API's case handling is not documented: emails are compared lower-cased here.
+                if email and not owner.get("archived", False):
+                    owners.setdefault(email, str(owner["id"]))
+            after = ((response.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return owners
+            params["after"] = after
 
     # Transport
 
@@ -189,13 +244,14 @@ class HubSpotClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        kind: RequestKind = "search" if path.endswith("/search") else "general"
         attempt = 0
         while True:
             attempt += 1
-            limiter = self._search_limiter if path.endswith("/search") else self._general_limiter
-            limiter.acquire()
+            self._wait_for_limiter(kind, method, path)
             try:
                 self.request_count += 1
+                self.requests_by_kind[kind] += 1
                 response = self._http.request(method, path, json=json, params=params)
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
                 # The request never reached HubSpot, so even a create is safe to send again.
@@ -209,14 +265,22 @@ class HubSpotClient:
                 )
                 wait = None
             else:
+                self._read_rate_limit_headers(response)
                 if response.is_success:
                     return response.json() if response.content else {}
-                failure = _error_from_response(response, method, path)
+                failure = self._error_from_response(response, method, path)
                 wait = _retry_after_seconds(response)
 
+            if isinstance(failure, HubSpotPausedError):
+                self._limiter.pause((failure.resume_at - datetime.now(UTC)).total_seconds(), str(failure))
+                raise failure
             if not self._should_retry(failure, idempotent) or attempt > self._max_retries:
                 raise failure
             delay = self._backoff_seconds(attempt, failure, wait)
+            if isinstance(failure, HubSpotRateLimitError):
+                # Every run sharing the limiter holds back, not only this one.
+                self.rate_limited_count += 1
+                self._limiter.pause(delay, f"HubSpot answered 429 {failure.policy_name}")
             self._log.warning(
                 "HubSpot %s %s failed (%s); retry %d of %d in %.1f s",
                 method,
@@ -228,9 +292,35 @@ class HubSpotClient:
             )
             time.sleep(delay)
 
+    def _wait_for_limiter(self, kind: RequestKind, method: str, path: str) -> None:
+        try:
+            self._limiter.acquire(kind, max_wait_seconds=_LONGEST_LIMITER_WAIT_SECONDS)
+        except LimiterPaused as paused:
+            raise HubSpotPausedError(
+                f"requests to this HubSpot account are paused for {paused.seconds:.0f} s: {paused.reason}",
+                resume_at=datetime.now(UTC) + timedelta(seconds=paused.seconds),
+                method=method,
+                path=path,
+            ) from None
+
+    def _read_rate_limit_headers(self, response: httpx.Response) -> None:
+        """Follow HubSpot's X-HubSpot-RateLimit-* headers when they are present (not on search responses)."""
+        max_requests = _int_header(response, "X-HubSpot-RateLimit-Max")
+        if max_requests is not None and max_requests > 0:
+            self._limiter.lower_general_limit(max_requests)
+        if _int_header(response, "X-HubSpot-RateLimit-Daily-Remaining") == 0:
+            resume_at = self.next_daily_reset()
+            self._limiter.pause((resume_at - datetime.now(UTC)).total_seconds(), "the daily request limit is used up")
+
+    def next_daily_reset(self, now: datetime | None = None) -> datetime:
+        """Return the next midnight in the account's time zone, when HubSpot resets its daily limit."""
+        local = (now or datetime.now(UTC)).astimezone(self._account_time_zone)
+        midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), self._account_time_zone)
+        return midnight.astimezone(UTC)
+
     def _should_retry(self, failure: HubSpotError, idempotent: bool) -> bool:
         if isinstance(failure, HubSpotRateLimitError):
-            return failure.policy_name != "DAILY"
+            return True
         if isinstance(failure, HubSpotTransientError):
             return idempotent or not failure.may_have_applied
         return False
@@ -245,6 +335,98 @@ class HubSpotClient:
             delay = max(delay, _LOCKED_MIN_WAIT_SECONDS)
         return delay
 
+    def _error_from_response(self, response: httpx.Response, method: str, path: str) -> HubSpotError:
+        """Turn a non-2xx response into one of callsync's HubSpot exceptions."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+
+        status = response.status_code
+        message = str(body.get("message") or response.reason_phrase or "no message")
+        details: dict[str, Any] = {
+            "status": status,
+            "category": body.get("category") or body.get("errorType"),
+            "correlation_id": body.get("correlationId") or response.headers.get("X-HubSpot-Correlation-Id"),
+            "method": method,
+            "path": path,
+        }
+
+        if status == 401:
+            return HubSpotAuthError(
+                f"{message}. The access token is invalid or expired: create a new private-app token and set "
+                "HUBSPOT_ACCESS_TOKEN",
+                **details,
+            )
+        if status == 403:
+            scopes = _required_scopes(body)
+            needed = f"the scope {', '.join(scopes)}" if scopes else "a scope this request needs"
+            return HubSpotAuthError(
+                f"{message}. The token lacks {needed}: add it to the private app (the README lists every scope "
+                "callsync needs)",
+                **details,
+            )
+        if status == 429 and body.get("policyName") == "DAILY":
+            resume_at = self.next_daily_reset()
+            return HubSpotPausedError(
+                f"{message} The account's daily API limit is used up; callsync resumes after it resets at "
+                f"{resume_at.isoformat()}",
+                resume_at=resume_at,
+                **details,
+            )
+        if status == 477:
+            wait = _retry_after_seconds(response) or _MIGRATING_DEFAULT_WAIT_SECONDS
+            return HubSpotPausedError(
+                f"{message} The account is moving between HubSpot data centres; callsync resumes in {wait:.0f} s",
+                resume_at=datetime.now(UTC) + timedelta(seconds=wait),
+                **details,
+            )
+        if status == 400:
+            return HubSpotValidationError(message, **details)
+        if status == 404:
+            return HubSpotNotFoundError(message, **details)
+        if status == 409:
+            return HubSpotConflictError(message, **details)
+        if status == 429:
+            return HubSpotRateLimitError(message, policy_name=body.get("policyName"), **details)
+        if status in _TRANSIENT_STATUSES or status >= 500:
+            return HubSpotTransientError(message, may_have_applied=status in _MAY_HAVE_APPLIED_STATUSES, **details)
+        return HubSpotError(message, **details)
+
+
+def _batch_result(response: dict[str, Any]) -> BatchResult:
+    errors = [
+        BatchError(
+            message=str(error.get("message") or "no message"),
+            category=error.get("category"),
+            context={
+                key: list(values) for key, values in (error.get("context") or {}).items() if isinstance(values, list)
+            },
+            correlation_id=response.get("correlationId") or error.get("correlationId"),
+        )
+        for error in response.get("errors", [])
+    ]
+    return BatchResult(results=list(response.get("results", [])), errors=errors)
+
+
+def _required_scopes(body: dict[str, Any]) -> list[str]:
+    """Return the scopes a 403 names, from HubSpot's `errors[].context`."""
+    scopes: list[str] = []
+    for error in body.get("errors") or []:
+        context = (error or {}).get("context") or {}
+        for key in ("requiredGranularScopes", "requiredScopes"):
+            scopes.extend(str(scope) for scope in context.get(key) or [])
+    return list(dict.fromkeys(scopes))
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    try:
+        return int(response.headers[name])
+    except (KeyError, ValueError):
+        return None
+
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
     value = response.headers.get("Retry-After")
@@ -252,50 +434,6 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _error_from_response(response: httpx.Response, method: str, path: str) -> HubSpotError:
-    """Turn a non-2xx response into one of callsync's HubSpot exceptions."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-
-    status = response.status_code
-    message = str(body.get("message") or response.reason_phrase or "no message")
-    details = {
-        "status": status,
-        "category": body.get("category") or body.get("errorType"),
-        "correlation_id": body.get("correlationId") or response.headers.get("X-HubSpot-Correlation-Id"),
-        "method": method,
-        "path": path,
-    }
-
-    if status == 401:
-        return HubSpotAuthError(
-            f"{message}. The access token is invalid or expired: create a new private-app token and set "
-            "HUBSPOT_ACCESS_TOKEN",
-            **details,
-        )
-    if status == 403:
-        return HubSpotAuthError(
-            f"{message}. The token lacks a scope this request needs: add the scopes listed in the README to "
-            "the private app",
-            **details,
-        )
-    if status == 400:
-        return HubSpotValidationError(message, **details)
-    if status == 404:
-        return HubSpotNotFoundError(message, **details)
-    if status == 409:
-        return HubSpotConflictError(message, **details)
-    if status == 429:
-        return HubSpotRateLimitError(message, policy_name=body.get("policyName"), **details)
-    if status in _TRANSIENT_STATUSES or status >= 500:
-        return HubSpotTransientError(message, may_have_applied=status in _MAY_HAVE_APPLIED_STATUSES, **details)
-    return HubSpotError(message, **details)
 
 
 class HubSpotResource(ConfigurableResource):
@@ -320,6 +458,21 @@ class HubSpotResource(ConfigurableResource):
         default=4,
         description="Client-side cap on search requests per second; HubSpot allows 5 per account (older docs: 4).",
     )
+    portal: str = Field(
+        default="default",
+        description="A name for the HubSpot account (portal): it keys the shared rate limits and the map from "
+        "phone number to contact, so give each account its own.",
+    )
+    account_time_zone: str = Field(
+        default="Europe/Stockholm",
+        description="The HubSpot account's time zone: its daily API limit resets at midnight there.",
+    )
+    rate_limit_database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL holding the rate-limit windows that all runs share (normally "
+        "CALLSYNC_DATABASE_URL). Without it each process limits only itself.",
+    )
+    rate_limit_db_schema: str = Field(default="public", description="Schema of the rate-limit windows.")
 
     _client: HubSpotClient | None = PrivateAttr(default=None)
 
@@ -331,6 +484,18 @@ class HubSpotResource(ConfigurableResource):
             self._client.close()
             self._client = None
 
+    def create_limiter(self) -> RateLimiter:
+        if self.rate_limit_database_url:
+            return SharedRateLimiter(
+                self.rate_limit_database_url,
+                self.rate_limit_db_schema,
+                self.portal,
+                self.access_token,
+                self.requests_per_ten_seconds,
+                self.searches_per_second,
+            )
+        return LocalRateLimiter(self.requests_per_ten_seconds, self.searches_per_second)
+
     def create_client(self) -> HubSpotClient:
         return HubSpotClient(
             access_token=self.access_token,
@@ -339,8 +504,8 @@ class HubSpotResource(ConfigurableResource):
             max_retries=self.max_retries,
             backoff_initial_seconds=self.backoff_initial_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
-            requests_per_ten_seconds=self.requests_per_ten_seconds,
-            searches_per_second=self.searches_per_second,
+            limiter=self.create_limiter(),
+            account_time_zone=self.account_time_zone,
             logger=get_dagster_logger(),
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 _EXISTING_ID_PATTERN = re.compile(r"Existing ID:\s*(\d+)")
@@ -70,6 +71,15 @@ class HubSpotRateLimitError(HubSpotError):
     def __init__(self, message: str, *, policy_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.policy_name = policy_name
+
+
+class HubSpotPausedError(HubSpotError):
+    """The account takes no requests until `resume_at`: its daily limit is used up (429 DAILY) or it is
+    moving between data centres (477). No session is at fault, so the run stops and defers them all."""
+
+    def __init__(self, message: str, *, resume_at: datetime, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.resume_at = resume_at
 
 
 class HubSpotTransientError(HubSpotError):

@@ -38,9 +38,8 @@ _SESSION_COLUMNS = (
     "ended_at",
     "recording_url",
     "transcription_status",
-    "transcript",
-    "summary",
     "hubspot_engagement_id",
+    "hubspot_call_requested_at",
     "sync_attempts",
     "updated_at",
 )
@@ -78,6 +77,27 @@ class UnclaimedSession:
 class ClaimResult:
     sessions: list[CallSession]
     unclaimed: list[UnclaimedSession]
+
+
+@dataclass(frozen=True)
+class OutcomeToWrite:
+    """One session's outcome, its sync log rows and its next attempt time, for `record_outcomes`."""
+
+    session_id: UUID
+    outcome: SessionOutcome
+    log_entries: Sequence[SyncLogEntry]
+    next_attempt_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ContactNumber:
+    """A row of callsync_contact_numbers: a number's contact, or a create of one in flight."""
+
+    phone_e164: str
+    state: str
+    contact_id: str | None
+    run_id: str | None
+    requested_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -397,6 +417,122 @@ class PostgresResource(ConfigurableResource):
             rows = conn.execute(query, {"limit": limit, "wait": transcript_wait_minutes}).fetchall()
         return "\n".join(str(next(iter(row.values()))) for row in rows)
 
+    # The number-to-contact map
+
+    def find_contact_numbers(self, portal: str, numbers: Sequence[str]) -> dict[str, ContactNumber]:
+        """Return the map's rows for these E.164 numbers."""
+        if not numbers:
+            return {}
+        query = sql.SQL(
+            "SELECT phone_e164, state, contact_id, run_id, requested_at FROM {}"
+            " WHERE portal = %(portal)s AND phone_e164 = ANY(%(numbers)s)"
+        ).format(self._table("callsync_contact_numbers"))
+        with self.connection() as conn:
+            rows = conn.execute(query, {"portal": portal, "numbers": list(numbers)}).fetchall()
+        return {row["phone_e164"]: ContactNumber(**row) for row in rows}
+
+    def remember_contacts(self, portal: str, contact_ids: dict[str, str]) -> None:
+        """Record known contacts by number; a contact found or created replaces a create in flight."""
+        if not contact_ids:
+            return
+        query = sql.SQL(
+            "INSERT INTO {} (portal, phone_e164, contact_id, state, updated_at)"
+            " SELECT %(portal)s, number, contact_id, 'known', now() FROM unnest(%(numbers)s::text[], %(ids)s::text[])"
+            " AS v(number, contact_id)"
+            " ON CONFLICT (portal, phone_e164) DO UPDATE SET contact_id = excluded.contact_id, state = 'known',"
+            " updated_at = now()"
+        ).format(self._table("callsync_contact_numbers"))
+        params = {"portal": portal, "numbers": list(contact_ids), "ids": list(contact_ids.values())}
+        with self.connection() as conn:
+            conn.execute(query, params)
+
+    def reserve_contact_numbers(
+        self, portal: str, numbers: Sequence[str], run_id: str, stale_after_seconds: float
+    ) -> set[str]:
+        """Reserve the right to create the contact of each number; return the numbers this run now holds.
+
+        A number is reserved when no row has it, or when another run's create is older than
+        `stale_after_seconds` (the search lag): that run died, and a search has just shown its create
+        was not applied. A number with a known contact or a recent create in flight is not reserved.
+        """
+        if not numbers:
+            return set()
+        query = sql.SQL(
+            "INSERT INTO {table} AS m (portal, phone_e164, state, run_id, requested_at, updated_at)"
+            " SELECT %(portal)s, number, 'creating', %(run_id)s, now(), now() FROM unnest(%(numbers)s::text[]) AS number"
+            " ON CONFLICT (portal, phone_e164) DO UPDATE SET run_id = excluded.run_id, requested_at = now(),"
+            " updated_at = now()"
+            " WHERE m.state = 'creating' AND m.requested_at < now() - make_interval(secs => %(stale)s)"
+            " RETURNING phone_e164"
+        ).format(table=self._table("callsync_contact_numbers"))
+        params = {"portal": portal, "numbers": list(numbers), "run_id": run_id, "stale": stale_after_seconds}
+        with self.connection() as conn:
+            return {row["phone_e164"] for row in conn.execute(query, params).fetchall()}
+
+    def release_contact_numbers(self, portal: str, numbers: Sequence[str], run_id: str) -> None:
+        """Drop this run's reservations for creates that HubSpot refused, so the next attempt need not wait."""
+        if not numbers:
+            return
+        query = sql.SQL(
+            "DELETE FROM {} WHERE portal = %(portal)s AND phone_e164 = ANY(%(numbers)s) AND state = 'creating'"
+            " AND run_id = %(run_id)s"
+        ).format(self._table("callsync_contact_numbers"))
+        with self.connection() as conn:
+            conn.execute(query, {"portal": portal, "numbers": list(numbers), "run_id": run_id})
+
+    # CALL creates
+
+    def record_call_requests(self, run_id: str, session_ids: Sequence[UUID], lease_minutes: int) -> set[UUID]:
+        """Before a CALL create is sent: stamp the request time and renew the lease; return the held sessions.
+
+        Committed before the request, so that whatever happens next (a timeout, a crash, a kill) the next
+        attempt knows a CALL may exist and waits out HubSpot's search lag before creating another. The
+        renewed lease keeps other runs off the sessions while the create is in flight.
+        """
+        if not session_ids:
+            return set()
+        query = sql.SQL(
+            "WITH held AS ("
+            "  UPDATE {table} SET hubspot_call_requested_at = now(),"
+            "  sync_next_attempt_at = now() + make_interval(mins => %(lease)s)"
+            "  WHERE id = ANY(%(ids)s::uuid[]) AND sync_claim_run_id = %(run_id)s AND sync_status = 'syncing'"
+            "  RETURNING id, telavox_call_id"
+            ") "
+            "INSERT INTO {log} (call_session_id, run_id, action, detail)"
+            " SELECT id, %(run_id)s, 'call_create_requested', jsonb_build_object('hs_call_external_id', telavox_call_id)"
+            " FROM held RETURNING call_session_id"
+        ).format(table=self._table("telavox_call_sessions"), log=self._table("callsync_sync_log"))
+        params = {"ids": [str(session_id) for session_id in session_ids], "run_id": run_id, "lease": lease_minutes}
+        with self.connection() as conn:
+            return {row["call_session_id"] for row in conn.execute(query, params).fetchall()}
+
+    def store_call_ids(self, call_ids: dict[UUID, str]) -> None:
+        """Save CALL ids the moment HubSpot returns them, so a crash before write-back cannot lose them.
+
+        Written whoever holds the claim now: the CALL exists either way. An id already stored is kept.
+        """
+        if not call_ids:
+            return
+        query = sql.SQL(
+            "UPDATE {} AS s SET hubspot_engagement_id = v.call_id, updated_at = now()"
+            " FROM unnest(%(ids)s::uuid[], %(call_ids)s::text[]) AS v(id, call_id)"
+            " WHERE s.id = v.id AND s.hubspot_engagement_id IS NULL"
+        ).format(self._table("telavox_call_sessions"))
+        params = {"ids": [str(session_id) for session_id in call_ids], "call_ids": list(call_ids.values())}
+        with self.connection() as conn:
+            conn.execute(query, params)
+
+    def clear_call_requests(self, session_ids: Sequence[UUID]) -> None:
+        """Forget the request time of creates HubSpot refused outright (a 400): no CALL can exist."""
+        if not session_ids:
+            return
+        query = sql.SQL(
+            "UPDATE {} SET hubspot_call_requested_at = NULL WHERE id = ANY(%(ids)s::uuid[])"
+            " AND hubspot_engagement_id IS NULL"
+        ).format(self._table("telavox_call_sessions"))
+        with self.connection() as conn:
+            conn.execute(query, {"ids": [str(session_id) for session_id in session_ids]})
+
     # Writing
 
     def record_outcome(
@@ -450,10 +586,64 @@ class PostgresResource(ConfigurableResource):
             self._insert_log_entries(conn, session_id, run_id, log_entries)
         return updated
 
+    def record_outcomes(self, run_id: str, outcomes: Sequence[OutcomeToWrite]) -> set[UUID]:
+        """Write many sessions' outcomes and sync log rows in one transaction; return the ids updated.
+
+        The same rules as `record_outcome`, in two statements for the whole list, so write-back costs a few
+        round trips per chunk rather than per session. A session missing from the result lost its claim.
+        """
+        if not outcomes:
+            return set()
+        query = sql.SQL(
+            "UPDATE {table} AS s SET"
+            " sync_status = v.status,"
+            " sync_reason = v.reason,"
+            " sync_reason_code = v.reason_code,"
+            " last_error = CASE WHEN v.status = 'failed' THEN v.reason ELSE s.last_error END,"
+            " sync_next_attempt_at = v.next_attempt_at,"
+            " sync_claim_run_id = NULL,"
+            " sync_claimed_at = NULL,"
+            " hubspot_contact_id = coalesce(v.contact_id, s.hubspot_contact_id),"
+            " hubspot_company_id = coalesce(v.company_id, s.hubspot_company_id),"
+            " hubspot_engagement_id = coalesce(s.hubspot_engagement_id, v.engagement_id),"
+            " sync_attempts = CASE WHEN v.charge_attempt THEN s.sync_attempts ELSE greatest(s.sync_attempts - 1, 0) END,"
+            " synced_at = CASE WHEN v.status = 'synced' THEN now() ELSE s.synced_at END,"
+            " updated_at = now()"
+            " FROM unnest(%(ids)s::uuid[], %(status)s::text[], %(reason)s::text[], %(reason_code)s::text[],"
+            "   %(next_attempt_at)s::timestamptz[], %(contact_id)s::text[], %(company_id)s::text[],"
+            "   %(engagement_id)s::text[], %(charge_attempt)s::boolean[])"
+            " AS v(id, status, reason, reason_code, next_attempt_at, contact_id, company_id, engagement_id, charge_attempt)"
+            " WHERE s.id = v.id AND s.sync_claim_run_id = %(run_id)s"
+            " RETURNING s.id"
+        ).format(table=self._table("telavox_call_sessions"))
+        params = {
+            "run_id": run_id,
+            "ids": [str(entry.session_id) for entry in outcomes],
+            "status": [entry.outcome.status.value for entry in outcomes],
+            "reason": [entry.outcome.reason for entry in outcomes],
+            "reason_code": [entry.outcome.reason_code for entry in outcomes],
+            "next_attempt_at": [entry.next_attempt_at for entry in outcomes],
+            "contact_id": [entry.outcome.hubspot_contact_id for entry in outcomes],
+            "company_id": [entry.outcome.hubspot_company_id for entry in outcomes],
+            "engagement_id": [entry.outcome.hubspot_engagement_id for entry in outcomes],
+            "charge_attempt": [entry.outcome.charge_attempt for entry in outcomes],
+        }
+        with self.connection() as conn:
+            updated = {row["id"] for row in conn.execute(query, params).fetchall()}
+            self._insert_log_rows(
+                conn, run_id, [(entry.session_id, log_entry) for entry in outcomes for log_entry in entry.log_entries]
+            )
+        return updated
+
     def _insert_log_entries(
         self, conn: psycopg.Connection[Any], session_id: UUID, run_id: str, entries: Sequence[SyncLogEntry]
     ) -> None:
-        if not entries:
+        self._insert_log_rows(conn, run_id, [(session_id, entry) for entry in entries])
+
+    def _insert_log_rows(
+        self, conn: psycopg.Connection[Any], run_id: str, rows: Sequence[tuple[UUID, SyncLogEntry]]
+    ) -> None:
+        if not rows:
             return
         query = sql.SQL(
             "INSERT INTO {} (call_session_id, run_id, action, hubspot_object_id, hubspot_correlation_id, error, detail)"
@@ -472,7 +662,7 @@ class PostgresResource(ConfigurableResource):
                         entry.error,
                         Jsonb(entry.detail) if entry.detail is not None else None,
                     )
-                    for entry in entries
+                    for session_id, entry in rows
                 ],
             )
 

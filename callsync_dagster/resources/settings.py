@@ -28,6 +28,23 @@ class CallSyncSettings(ConfigurableResource):
     max_attempts: int = Field(default=5, ge=1, description="Attempts before a failing session stays failed for good.")
     retry_initial_delay_minutes: float = Field(default=5.0, gt=0, description="Delay before the second attempt.")
     retry_max_delay_minutes: float = Field(default=360.0, gt=0, description="Maximum delay between two attempts.")
+    hubspot_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Sessions per HubSpot batch request (HubSpot takes at most 100 inputs); 1 gives the per-call flow.",
+    )
+    contact_search: Literal["many_numbers", "few_numbers"] = Field(
+        default="few_numbers",
+        description="How contacts are searched by phone: 'many_numbers' puts dozens of numbers in one IN filter; "
+        "'few_numbers' sends a few EQ filters per request, the operator HubSpot documents for phone search.",
+    )
+    search_lag_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long after a create HubSpot's search may still miss the object. A CALL or contact create "
+        "that may have been applied is not repeated before this much time has passed.",
+    )
     sensor_max_sessions_per_run: int = Field(
         default=100, ge=1, description="Maximum number of due sessions the sensor puts in one run request."
     )

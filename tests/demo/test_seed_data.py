@@ -29,7 +29,8 @@ from callsync_dagster.demo.seed_data import (
     DemoDataset,
     build_demo_dataset,
 )
-from callsync_dagster.ops.enrich import blocked_numbers_by_e164, build_body
+from callsync_dagster.core.call_body import build_body
+from callsync_dagster.ops.enrich import blocked_numbers_by_e164
 from callsync_dagster.resources.settings import CallSyncSettings
 
 NOW = datetime(2026, 4, 3, 12, 30, tzinfo=UTC)

@@ -337,7 +337,8 @@ def test_crash_before_write_back_no_duplicate(
     assert row["sync_status"] == "synced"
     assert row["hubspot_engagement_id"] == calls[0]["id"]
     assert row["sync_attempts"] == 2
-    assert "call_found_existing" in [entry["action"] for entry in sync_log(db, session_id)]
+    # The CALL id was saved the moment HubSpot returned it, so the retry reads that CALL instead of searching.
+    assert "call_prefilled" in [entry["action"] for entry in sync_log(db, session_id)]
 
 
 def test_applied_create_answered_502_no_duplicate(
@@ -352,7 +353,7 @@ def test_applied_create_answered_502_no_duplicate(
         json={
             "status": 502,
             "count": 1,
-            "path": "/crm/v3/objects/calls",
+            "path": "/crm/v3/objects/calls/batch/create",
             "method": "POST",
             "apply_request": True,
         },
@@ -406,7 +407,7 @@ def test_failed_session_keeps_contact(
     session_id = insert_session(from_number="0731112233")
     httpx.post(
         f"{standin.url}/_standin/faults",
-        json={"status": 400, "count": 1, "path": "/crm/v3/objects/calls", "method": "POST"},
+        json={"status": 400, "count": 1, "path": "/crm/v3/objects/calls/batch/create", "method": "POST"},
     ).raise_for_status()
 
     assert run_sync_job().success
