@@ -1,14 +1,16 @@
-"""Starlette app of the HubSpot stand-in: routes, authentication, rate limits, injected faults and error bodies.
+"""Starlette app of the HubSpot stand-in: routes, authentication, scopes, rate limits, injected faults, error bodies.
 
 The handlers only parse the request and call StandinState, which implements every rule. Routes under /crm need a
-configured bearer token. Routes under /_standin are the admin API for tests and demos and need none.
+configured bearer token with the route's scopes. Routes under /_standin are the admin API for tests and demos and
+need none.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,10 +27,16 @@ from callsync_dagster.hubspot_standin.state import (
     DEFAULT_SERVER_ERROR_CATEGORY,
     LIST_DEFAULT_LIMIT,
     OWNERS_DEFAULT_LIMIT,
+    OWNERS_READ_SCOPE,
+    Fault,
+    RateLimitDecision,
+    ScopeAccess,
     StandinError,
     StandinState,
+    association_route_scopes,
     authentication_error,
     new_correlation_id,
+    object_route_scopes,
     validation_error,
 )
 
@@ -44,7 +52,12 @@ CATEGORY_FOR_UNKNOWN_ROUTE = "VALIDATION_ERROR"
 # which takes the same bodies.
 OBJECT_ROUTE_PREFIXES = ("/crm/v3/objects", "/crm/objects/{api_version}")
 
+# How long a dropped connection may take to be reported closed by uvicorn before the request fails.
+DISCONNECT_WAIT_SECONDS = 5.0
+
 Handler = Callable[[Request, StandinState], Awaitable[Response]]
+# Takes a request's path parameters and returns the scopes its token must have.
+ScopeRule = Callable[[Mapping[str, Any]], tuple[str, ...]]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -101,15 +114,34 @@ def _bearer_token(request: Request) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The /crm gate: authentication, rate limits, faults
+# The /crm gate: authentication, scopes, rate limits, faults
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def crm_endpoint(handler: Handler, *, search: bool = False) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a /crm handler with the token check, the rate limit and queued faults, in that order.
+def object_scopes(access: ScopeAccess) -> ScopeRule:
+    return lambda params: object_route_scopes(params["object_type"], access)
 
-    A queued fault that matches the request replaces the response. With apply_request the handler runs first,
-    so the write happens even though the client sees an error.
+
+def association_scopes(access: ScopeAccess) -> ScopeRule:
+    return lambda params: association_route_scopes(params["from_type"], params["to_type"], access)
+
+
+def owner_scopes(params: Mapping[str, Any]) -> tuple[str, ...]:
+    return (OWNERS_READ_SCOPE,)
+
+
+class ConnectionDropRequested(Exception):
+    """Raised by a /crm endpoint whose fault closes the connection. CorrelationIdMiddleware closes it."""
+
+
+def crm_endpoint(
+    handler: Handler, *, scopes: ScopeRule, search: bool = False
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a /crm handler with the token check, the scope check, the rate limit and queued faults, in that order.
+
+    A queued fault that matches the request delays it, closes its connection or replaces its response, as
+    Fault describes. With apply_request the handler runs first, so the write happens even though the client
+    sees the fault.
     """
 
     async def endpoint(request: Request) -> Response:
@@ -121,42 +153,120 @@ def crm_endpoint(handler: Handler, *, search: bool = False) -> Callable[[Request
             return error_response(authentication_error(), correlation_id)
         assert token is not None  # is_valid_token rejected None
 
+        # HubSpot documents neither whether a 403 counts against the rate limits nor whether it carries the
+        # rate-limit headers. Like the 401, it does neither here.
+        scope_error = state.check_scopes(token, scopes(request.path_params))
+        if scope_error is not None:
+            logger.info("rejected %s %s: missing scopes", request.method, request.url.path)
+            return error_response(scope_error, correlation_id)
+
         decision = state.check_rate_limit(token, search=search)
         if decision.error is not None:
             return error_response(decision.error, correlation_id)
 
         fault = state.take_fault(request.method, request.url.path)
-        if fault is not None and not fault.apply_request:
-            logger.info("injected fault HTTP %d for %s %s", fault.status, request.method, request.url.path)
-            return error_response(fault.to_error(), correlation_id, decision.headers)
-
-        try:
-            response = await handler(request, state)
-        except StandinError as error:
-            logger.info(
-                "responded to %s %s with %d %s: %s (correlation id %s)",
-                request.method,
-                request.url.path,
-                error.status,
-                error.category,
-                error.message,
-                correlation_id,
-            )
-            response = error_response(error, correlation_id)
-
-        if fault is not None:
-            logger.info("injected fault HTTP %d after applying %s %s", fault.status, request.method, request.url.path)
-            return error_response(fault.to_error(), correlation_id, decision.headers)
-        response.headers.update(decision.headers)
-        return response
+        if fault is None:
+            return await _run_handler(handler, request, state, correlation_id, decision)
+        return await _run_with_fault(handler, request, state, correlation_id, decision, fault)
 
     return endpoint
+
+
+async def _run_handler(
+    handler: Handler,
+    request: Request,
+    state: StandinState,
+    correlation_id: str,
+    decision: RateLimitDecision,
+) -> Response:
+    try:
+        response = await handler(request, state)
+    except StandinError as error:
+        logger.info(
+            "responded to %s %s with %d %s: %s (correlation id %s)",
+            request.method,
+            request.url.path,
+            error.status,
+            error.category,
+            error.message,
+            correlation_id,
+        )
+        response = error_response(error, correlation_id)
+    response.headers.update(decision.headers)
+    return response
+
+
+async def _run_with_fault(
+    handler: Handler,
+    request: Request,
+    state: StandinState,
+    correlation_id: str,
+    decision: RateLimitDecision,
+    fault: Fault,
+) -> Response:
+    """Carry out a request under a fault: run the handler, wait, drop the connection or respond with an error."""
+    # Read the body before any delay. Starlette keeps it, so the handler can still parse it after the client
+    # has given up and closed the request stream.
+    await request.body()
+    request_line = f"{request.method} {request.url.path}"
+    response: Response | None = None
+    if fault.apply_request:
+        response = await _run_handler(handler, request, state, correlation_id, decision)
+    if fault.delay_seconds > 0:
+        logger.info("injected fault: holding %s for %s s", request_line, fault.delay_seconds)
+        await _hold(request, fault.delay_seconds)
+
+    applied = " after applying it" if fault.apply_request else ""
+    if fault.drop_connection:
+        logger.info("injected fault: closing the connection of %s without a response%s", request_line, applied)
+        raise ConnectionDropRequested
+    if fault.status is not None:
+        logger.info("injected fault HTTP %d for %s%s", fault.status, request_line, applied)
+        return error_response(fault.to_error(), correlation_id, decision.headers)
+    if response is None:
+        response = await _run_handler(handler, request, state, correlation_id, decision)
+    return response
+
+
+async def _hold(request: Request, seconds: float) -> None:
+    """Wait `seconds`, or until the client closes the connection, whichever comes first.
+
+    Waiting on the event loop lets other requests be served meanwhile. Ending early when the client leaves keeps
+    a long delay from carrying the request into a later test that shares the server.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            # The body has been read, so the next ASGI message is http.disconnect, sent when the client leaves.
+            while (await request.receive())["type"] != "http.disconnect":
+                continue
+    except TimeoutError:
+        return
+    logger.info("client of %s %s closed the connection during an injected delay", request.method, request.url.path)
+
+
+async def _close_connection(receive: Receive) -> None:
+    """Close the client's connection without sending a response, and return once uvicorn has seen it close.
+
+    ASGI has no message for this, so the transport is taken from uvicorn's request cycle, whose bound method
+    `receive` is. Waiting for http.disconnect matters: once the cycle is marked disconnected, uvicorn no longer
+    sends the 500 it sends for an app that returns without a response. Raises RuntimeError under other servers.
+    """
+    cycle = getattr(receive, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None or not callable(getattr(transport, "close", None)):
+        raise RuntimeError("drop_connection works only under uvicorn, which gives access to the connection.")
+    transport.close()
+    async with asyncio.timeout(DISCONNECT_WAIT_SECONDS):
+        while (await receive())["type"] != "http.disconnect":
+            continue
 
 
 class CorrelationIdMiddleware:
     """Give every request a correlation id, send it as X-HubSpot-Correlation-Id and count /crm requests.
 
-    The id is stored in scope["state"] so that error bodies carry the same id as the header.
+    The id is stored in scope["state"] so that error bodies carry the same id as the header. The middleware also
+    closes the connection of a request whose endpoint raised ConnectionDropRequested. It gets uvicorn's own
+    `receive`, because Starlette's ServerErrorMiddleware, the only layer outside it, passes `receive` on as it is.
     """
 
     def __init__(self, app: ASGIApp, standin: StandinState) -> None:
@@ -178,14 +288,21 @@ class CorrelationIdMiddleware:
                 MutableHeaders(scope=message)[CORRELATION_ID_HEADER] = correlation_id
             await send(message)
 
+        dropped = False
         try:
             await self.app(scope, receive, send_with_correlation_id)
+        except ConnectionDropRequested:
+            await _close_connection(receive)
+            dropped = True
         finally:
             path: str = scope["path"]
             if path.startswith(CRM_PATH_PREFIX):
                 route = scope.get("route")
                 template = getattr(route, "path", UNMATCHED_ROUTE)
-                self.standin.record_request(scope["method"], template, status_codes[0] if status_codes else 500)
+                status: int | None = None
+                if not dropped:
+                    status = status_codes[0] if status_codes else 500
+                self.standin.record_request(scope["method"], template, status)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -381,40 +498,43 @@ def _routes() -> list[Route]:
     routes: list[Route] = []
     for prefix in OBJECT_ROUTE_PREFIXES:
         # The fixed paths (batch, search) come before {object_id} so that they are never read as an id.
+        read, write = object_scopes("read"), object_scopes("write")
         routes += [
-            Route(f"{prefix}/{{object_type}}/batch/create", crm_endpoint(batch_create), methods=["POST"]),
-            Route(f"{prefix}/{{object_type}}/batch/read", crm_endpoint(batch_read), methods=["POST"]),
-            Route(f"{prefix}/{{object_type}}/search", crm_endpoint(search, search=True), methods=["POST"]),
-            Route(f"{prefix}/{{object_type}}/{{object_id}}", crm_endpoint(get_object), methods=["GET"]),
-            Route(f"{prefix}/{{object_type}}/{{object_id}}", crm_endpoint(update_object), methods=["PATCH"]),
-            Route(f"{prefix}/{{object_type}}", crm_endpoint(list_objects), methods=["GET"]),
-            Route(f"{prefix}/{{object_type}}", crm_endpoint(create_object), methods=["POST"]),
+            Route(f"{prefix}/{{object_type}}/batch/create", crm_endpoint(batch_create, scopes=write), methods=["POST"]),
+            Route(f"{prefix}/{{object_type}}/batch/read", crm_endpoint(batch_read, scopes=read), methods=["POST"]),
+            Route(f"{prefix}/{{object_type}}/search", crm_endpoint(search, scopes=read, search=True), methods=["POST"]),
+            Route(f"{prefix}/{{object_type}}/{{object_id}}", crm_endpoint(get_object, scopes=read), methods=["GET"]),
+            Route(
+                f"{prefix}/{{object_type}}/{{object_id}}", crm_endpoint(update_object, scopes=write), methods=["PATCH"]
+            ),
+            Route(f"{prefix}/{{object_type}}", crm_endpoint(list_objects, scopes=read), methods=["GET"]),
+            Route(f"{prefix}/{{object_type}}", crm_endpoint(create_object, scopes=write), methods=["POST"]),
         ]
     routes += [
         Route(
             "/crm/v4/objects/{from_type}/{from_id}/associations/default/{to_type}/{to_id}",
-            crm_endpoint(create_default_association),
+            crm_endpoint(create_default_association, scopes=association_scopes("write")),
             methods=["PUT"],
         ),
         Route(
             "/crm/v4/objects/{from_type}/{from_id}/associations/{to_type}",
-            crm_endpoint(get_associations),
+            crm_endpoint(get_associations, scopes=association_scopes("read")),
             methods=["GET"],
         ),
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/create",
-            crm_endpoint(batch_create_associations),
+            crm_endpoint(batch_create_associations, scopes=association_scopes("write")),
             methods=["POST"],
         ),
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/read",
-            crm_endpoint(batch_read_associations),
+            crm_endpoint(batch_read_associations, scopes=association_scopes("read")),
             methods=["POST"],
         ),
         # hubspot-api-client 12.0.0 requests the owner list with a trailing slash.
-        Route("/crm/v3/owners", crm_endpoint(list_owners), methods=["GET"]),
-        Route("/crm/v3/owners/", crm_endpoint(list_owners), methods=["GET"]),
-        Route("/crm/v3/owners/{owner_id}", crm_endpoint(get_owner), methods=["GET"]),
+        Route("/crm/v3/owners", crm_endpoint(list_owners, scopes=owner_scopes), methods=["GET"]),
+        Route("/crm/v3/owners/", crm_endpoint(list_owners, scopes=owner_scopes), methods=["GET"]),
+        Route("/crm/v3/owners/{owner_id}", crm_endpoint(get_owner, scopes=owner_scopes), methods=["GET"]),
         Route("/_standin/health", admin_endpoint(admin_health), methods=["GET"]),
         Route("/_standin/objects/{object_type}", admin_endpoint(admin_objects), methods=["GET"]),
         Route("/_standin/associations", admin_endpoint(admin_associations), methods=["GET"]),
@@ -449,7 +569,7 @@ def create_app(state: StandinState | None = None, **state_options: Any) -> Starl
     """Build the stand-in's ASGI app around a state, or around a new StandinState(**state_options).
 
     state_options are StandinState's arguments: tokens, rate_limit_per_interval, search_per_second,
-    daily_limit and default_phone_region.
+    daily_limit, default_phone_region, clock, search_lag_seconds and token_scopes.
     """
     if state is None:
         state = StandinState(**state_options)

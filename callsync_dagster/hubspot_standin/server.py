@@ -33,6 +33,9 @@ HOST = "127.0.0.1"
 HEALTH_PATH = "/_standin/health"
 DEFAULT_START_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 10.0
+# How long uvicorn lets running requests finish when it stops, so that a request held by a fault's delay_seconds
+# (up to 600 s) is cancelled instead of keeping stop() waiting. It is below STOP_TIMEOUT_SECONDS.
+GRACEFUL_SHUTDOWN_SECONDS = 3
 DEFAULT_PORT = 8765
 
 
@@ -41,7 +44,8 @@ class StandinServer:
 
     Use it as a context manager, or call start() and stop(). port=0 picks a free port, and `url` gives the base URL
     once started. Pass either a state or StandinState's keyword arguments (tokens, rate_limit_per_interval,
-    search_per_second, daily_limit, default_phone_region), as StandinServer(tokens=["test-token"]).
+    search_per_second, daily_limit, default_phone_region, clock, search_lag_seconds, token_scopes), as
+    StandinServer(tokens=["test-token"]).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class StandinServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -245,7 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"invalid seed file {args.seed_file}: {error.message}")
         logger.info("seeded from %s: %s", args.seed_file, json.dumps(created))
 
-    config = uvicorn.Config(create_app(state), host=HOST, port=args.port, log_level=args.log_level)
+    config = uvicorn.Config(
+        create_app(state),
+        host=HOST,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
     logger.info("serving the HubSpot stand-in on http://%s:%d with %d tokens", HOST, args.port, len(state.tokens))
     # uvicorn shuts down cleanly on SIGINT and then raises it again, which arrives here as KeyboardInterrupt.
     with contextlib.suppress(KeyboardInterrupt):

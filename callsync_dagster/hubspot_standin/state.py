@@ -65,6 +65,27 @@ DEFAULT_SEARCH_PER_SECOND = 5
 DEFAULT_DAILY_LIMIT = 250_000  # Free and Starter accounts
 DEFAULT_PHONE_REGION = "SE"
 
+# Keys of a fault in the admin API's JSON, and the longest delay a fault may ask for. A longer delay is more likely
+# milliseconds given as seconds than a wanted hang.
+FAULT_KEYS = frozenset(
+    {
+        "status",
+        "count",
+        "path_contains",
+        "path",
+        "method",
+        "category",
+        "message",
+        "policy_name",
+        "retry_after_seconds",
+        "apply_request",
+        "delay_seconds",
+        "drop_connection",
+        "required_scopes",
+    }
+)
+FAULT_MAX_DELAY_SECONDS = 600.0
+
 # Ids are shared by every object type and owner, so an id of the wrong type never finds an object by accident.
 FIRST_OBJECT_ID = 1001
 
@@ -77,12 +98,13 @@ CATEGORY_INVALID_AUTHENTICATION = "INVALID_AUTHENTICATION"
 CATEGORY_OBJECT_NOT_FOUND = "OBJECT_NOT_FOUND"
 CATEGORY_CONFLICT = "CONFLICT"
 CATEGORY_RATE_LIMITS = "RATE_LIMITS"
+CATEGORY_MISSING_SCOPES = "MISSING_SCOPES"
 
 # Categories for faults injected through the admin API when the fault names none.
 DEFAULT_CATEGORY_BY_STATUS: dict[int, str] = {
     400: CATEGORY_VALIDATION_ERROR,
     401: CATEGORY_INVALID_AUTHENTICATION,
-    403: "MISSING_SCOPES",
+    403: CATEGORY_MISSING_SCOPES,
     404: CATEGORY_OBJECT_NOT_FOUND,
     409: CATEGORY_CONFLICT,
     423: "LOCKED",
@@ -118,6 +140,18 @@ AUTHENTICATION_MESSAGE = (
     "Authentication credentials not found. This API supports OAuth 2.0 authentication and you can find more "
     "details at https://developers.hubspot.com/docs/methods/auth/oauth-overview"
 )
+
+# HubSpot's 403 for a token without a required scope. The message, the errors entry and the links field follow a
+# body that HubSpot sent in 2022 (https://github.com/HubSpot/hubspot-api-nodejs/issues/268). Newer responses name
+# granular scopes under requiredGranularScopes, where that body had requiredScopes.
+SCOPES_DOCUMENTATION_URL = "https://developers.hubspot.com/scopes"
+MISSING_SCOPES_MESSAGE = (
+    "This app hasn't been granted all required scopes to make this call. "
+    f"Read more about required scopes here: {SCOPES_DOCUMENTATION_URL}."
+)
+MISSING_SCOPES_DETAIL = "One or more of the following scopes are required."
+
+OWNERS_READ_SCOPE = "crm.objects.owners.read"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Object types and their properties
@@ -432,6 +466,56 @@ def default_association_type(from_type: str, to_type: str) -> AssociationType | 
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Scopes
+# ---------------------------------------------------------------------------------------------------------------
+
+ScopeAccess = Literal["read", "write"]
+
+# Scope name stem of each object type: the read scope is "<stem>.read", the write scope "<stem>.write".
+# NOTE: calls, notes and tasks use the contact scopes, as README.md's list of private-app scopes assumes. This has
+# not been checked against HubSpot's current scope table, which may also offer scopes per engagement type.
+OBJECT_SCOPE_STEMS: dict[str, str] = {
+    "contacts": "crm.objects.contacts",
+    "companies": "crm.objects.companies",
+    "deals": "crm.objects.deals",
+    "calls": "crm.objects.contacts",
+    "notes": "crm.objects.contacts",
+    "tasks": "crm.objects.contacts",
+}
+
+
+def object_scope(object_type: str, access: ScopeAccess) -> str:
+    """Return the scope that reading or writing objects of a type (plural name) needs."""
+    return f"{OBJECT_SCOPE_STEMS[object_type]}.{access}"
+
+
+def object_route_scopes(object_type: str, access: ScopeAccess) -> tuple[str, ...]:
+    """Return the scopes that a request on objects of a type needs.
+
+    An unknown type needs none here, so that the handler rejects it with HubSpot's 400 for an unknown type.
+    """
+    try:
+        schema = StandinState.resolve_object_type(object_type)
+    except StandinError:
+        return ()
+    return (object_scope(schema.name, access),)
+
+
+def association_route_scopes(from_type: str, to_type: str, access: ScopeAccess) -> tuple[str, ...]:
+    """Return the scopes that reading or writing associations between two object types needs.
+
+    Reading needs the read scopes of both types. Writing needs the write scope of the source type and the read
+    scope of the target type, so that a CALL can be associated with a deal under crm.objects.deals.read.
+    NOTE: HubSpot does not document the scopes of each association route, so this rule is the stand-in's own.
+    """
+    source = object_route_scopes(from_type, access)
+    target = object_route_scopes(to_type, "read")
+    if not source or not target:
+        return ()
+    return tuple(dict.fromkeys(source + target))
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------------------------
 
@@ -507,6 +591,25 @@ def rate_limit_error(policy_name: str, headers: dict[str, str] | None = None) ->
 
 def authentication_error() -> StandinError:
     return StandinError(401, CATEGORY_INVALID_AUTHENTICATION, AUTHENTICATION_MESSAGE)
+
+
+def missing_scopes_error(scope_groups: Sequence[Sequence[str]], headers: dict[str, str] | None = None) -> StandinError:
+    """Build HubSpot's 403 MISSING_SCOPES body with one `errors` entry per group of scopes.
+
+    Each entry requires one or more of its scopes, so a group lists alternatives and every group must be
+    satisfied.
+    """
+    errors = [
+        {"message": MISSING_SCOPES_DETAIL, "context": {"requiredGranularScopes": list(group)}} for group in scope_groups
+    ]
+    return StandinError(
+        403,
+        CATEGORY_MISSING_SCOPES,
+        MISSING_SCOPES_MESSAGE,
+        errors=errors,
+        extra={"links": {"scopes": SCOPES_DOCUMENTATION_URL}},
+        headers=headers,
+    )
 
 
 @dataclass(frozen=True)
@@ -618,6 +721,7 @@ class CrmObject:
     created_at: datetime
     updated_at: datetime
     archived: bool = False
+    seeded: bool = False  # stored by seed(), so search finds it without the search lag
 
 
 @dataclass
@@ -650,9 +754,16 @@ class Owner:
 
 @dataclass
 class Fault:
-    """A queued failure: the next `remaining` matching /crm requests get `status` in place of their result."""
+    """A queued failure or slowdown for the next `remaining` matching /crm requests.
 
-    status: int
+    A fault first waits `delay_seconds`: after carrying out the request if `apply_request` is set, before it
+    otherwise. The wait ends early when the client closes the connection. Then the fault closes the connection
+    without a response (`drop_connection`) or replaces the response with HTTP `status`. A fault with neither
+    carries out the request after the wait, even if the client has given up, and sends the real response.
+    Faults never affect /_standin routes.
+    """
+
+    status: int | None
     remaining: int
     path_contains: str = ""
     path: str | None = None  # if set, the whole path must be equal, so "/crm/v3/objects/calls" skips .../search
@@ -663,6 +774,10 @@ class Fault:
     retry_after_seconds: int | None = None
     # If True the request is carried out before the fault replaces its response, like a 502 after a write.
     apply_request: bool = False
+    delay_seconds: float = 0.0
+    drop_connection: bool = False
+    # Scopes that a 403 names in requiredGranularScopes, making it HubSpot's MISSING_SCOPES error.
+    required_scopes: tuple[str, ...] = ()
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
@@ -672,11 +787,16 @@ class Fault:
         return self.path_contains in path
 
     def to_error(self) -> StandinError:
+        """Build the error response of a fault with a status. Raises ValueError for a fault without one."""
+        if self.status is None:
+            raise ValueError("This fault has no status, so it has no error response.")
         headers: dict[str, str] = {}
         if self.retry_after_seconds is not None:
             headers["Retry-After"] = str(self.retry_after_seconds)
         if self.status == 429:
             return rate_limit_error(self.policy_name or POLICY_TEN_SECONDLY_ROLLING, headers)
+        if self.required_scopes:
+            return missing_scopes_error([self.required_scopes], headers)
         category = self.category or DEFAULT_CATEGORY_BY_STATUS.get(self.status, DEFAULT_SERVER_ERROR_CATEGORY)
         message = self.message or f"The HubSpot stand-in returned an injected HTTP {self.status} error."
         return StandinError(self.status, category, message, headers=headers)
@@ -693,6 +813,9 @@ class Fault:
             "policy_name": self.policy_name,
             "retry_after_seconds": self.retry_after_seconds,
             "apply_request": self.apply_request,
+            "delay_seconds": self.delay_seconds,
+            "drop_connection": self.drop_connection,
+            "required_scopes": list(self.required_scopes),
         }
 
 
@@ -968,7 +1091,10 @@ class StandinState:
         default_phone_region: ISO 3166 region for phone numbers without a country code.
         clock: source of monotonic seconds for the rate limits. Tests may pass a fake clock.
         search_lag_seconds: how long a new object stays invisible to search. HubSpot's search is
-            eventually consistent ("a few moments" after a create), which a lag of 0 hides.
+            eventually consistent ("a few moments" after a create), which a lag of 0 hides. Seeded objects are
+            searchable at once, because they stand for data that existed before the test.
+        token_scopes: the scopes granted to some of the tokens, by token. A token missing here has every scope.
+            A request that needs a scope its token lacks gets HubSpot's 403 MISSING_SCOPES.
     """
 
     def __init__(
@@ -981,10 +1107,17 @@ class StandinState:
         default_phone_region: str = DEFAULT_PHONE_REGION,
         clock: Callable[[], float] = time.monotonic,
         search_lag_seconds: float = 0.0,
+        token_scopes: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.tokens: tuple[str, ...] = tuple(tokens)
         if not self.tokens or not all(isinstance(token, str) and token for token in self.tokens):
             raise ValueError("StandinState needs at least one non-empty token.")
+        self.token_scopes: dict[str, frozenset[str]] = {
+            token: frozenset(scopes) for token, scopes in (token_scopes or {}).items()
+        }
+        if not set(self.token_scopes) <= set(self.tokens):
+            # The message names no token, because tokens must never appear in logs or tracebacks.
+            raise ValueError("token_scopes names a token that is not in tokens.")
         for name, limit in (
             ("rate_limit_per_interval", rate_limit_per_interval),
             ("search_per_second", search_per_second),
@@ -1064,13 +1197,39 @@ class StandinState:
     def is_valid_token(self, token: str | None) -> bool:
         return token is not None and token in self.tokens
 
-    def add_fault(self, spec: Mapping[str, Any]) -> Fault:
-        """Queue a fault from the admin API's JSON.
+    def check_scopes(self, token: str, required: Iterable[str]) -> StandinError | None:
+        """Return the 403 MISSING_SCOPES for the required scopes that the token lacks, or None if it has them all."""
+        granted = self.token_scopes.get(token)
+        if granted is None:
+            return None
+        missing = [scope for scope in dict.fromkeys(required) if scope not in granted]
+        if not missing:
+            return None
+        logger.info("%s lacks scopes %s", self.token_label(token), ", ".join(missing))
+        return missing_scopes_error([[scope] for scope in missing])
 
-        Keys: status, count (default 1), and optionally path_contains, path, method, category, message,
-        policy_name (for 429), retry_after_seconds and apply_request.
+    def add_fault(self, spec: Mapping[str, Any]) -> Fault:
+        """Queue a fault from the admin API's JSON and return it. Raise StandinError (400) for an invalid spec.
+
+        Keys (a fault needs at least one of status, delay_seconds, drop_connection and required_scopes):
+            status: HTTP status, 400 to 599, that replaces the response.
+            count: how many matching requests the fault applies to (default 1).
+            path_contains, path, method: the substring of the path, the whole path and the method that a request
+                must have to match. Each is optional.
+            category, message: category and message of the error body (defaults depend on the status).
+            policy_name: policyName of a 429 body (default TEN_SECONDLY_ROLLING).
+            retry_after_seconds: value of the Retry-After header of the error response.
+            apply_request: carry out the request first, so that the write happens although the client gets the
+                fault (default false).
+            delay_seconds: seconds to wait before responding, 0 to 600, or until the client closes the connection.
+                With apply_request the request is carried out first and its response is held, so a client with a
+                shorter timeout times out after the write.
+            drop_connection: close the connection without any HTTP response (default false). It takes no status.
+            required_scopes: scope names for a 403 MISSING_SCOPES body; the status may be left out or must be 403.
         """
-        status = _require_int(spec.get("status"), "status", minimum=400, maximum=599)
+        unknown = sorted(set(spec) - FAULT_KEYS)
+        if unknown:
+            raise validation_error(f"Invalid fault: unknown keys {unknown}. Use {sorted(FAULT_KEYS)}.")
         count = _require_int(spec.get("count", 1), "count", minimum=1)
         path_contains = spec.get("path_contains", "")
         method = spec.get("method")
@@ -1080,6 +1239,23 @@ class StandinState:
         path = _optional_str(spec, "path")
         if method is not None and not isinstance(method, str):
             raise validation_error("Invalid fault: method must be a string such as POST.")
+
+        required_scopes = _fault_scopes(spec.get("required_scopes"))
+        raw_status = spec.get("status", 403 if required_scopes else None)
+        status = None if raw_status is None else _require_int(raw_status, "status", minimum=400, maximum=599)
+        if required_scopes and status != 403:
+            raise validation_error(f"Invalid fault: required_scopes needs status 403, got {status}.")
+        drop_connection = _optional_bool(spec, "drop_connection")
+        if drop_connection and status is not None:
+            raise validation_error(
+                "Invalid fault: drop_connection sends no response, so it takes neither status nor required_scopes."
+            )
+        delay_seconds = _fault_seconds(spec.get("delay_seconds", 0), "delay_seconds")
+        if status is None and not drop_connection and delay_seconds == 0:
+            raise validation_error(
+                "Invalid fault: give a status, a delay_seconds above 0, drop_connection or required_scopes."
+            )
+
         fault = Fault(
             status=status,
             remaining=count,
@@ -1092,12 +1268,24 @@ class StandinState:
             retry_after_seconds=None
             if retry_after is None
             else _require_int(retry_after, "retry_after_seconds", minimum=0),
-            apply_request=bool(spec.get("apply_request", False)),
+            apply_request=_optional_bool(spec, "apply_request"),
+            delay_seconds=delay_seconds,
+            drop_connection=drop_connection,
+            required_scopes=required_scopes,
         )
         with self._lock:
             self._faults.append(fault)
+        effect = "delay"
+        if drop_connection:
+            effect = "dropped connection"
+        elif status is not None:
+            effect = f"HTTP {status}"
         logger.info(
-            "queued fault: HTTP %d for the next %d requests to %r", status, count, path if path else path_contains
+            "queued fault: %s (delay %s s) for the next %d requests to %r",
+            effect,
+            delay_seconds,
+            count,
+            path if path else path_contains,
         )
         return fault
 
@@ -1116,17 +1304,20 @@ class StandinState:
                     return fault
         return None
 
-    def record_request(self, method: str, route: str, status: int) -> None:
-        """Count one /crm request under its route template and response status."""
+    def record_request(self, method: str, route: str, status: int | None) -> None:
+        """Count one /crm request under its route template and response status.
+
+        A status of None is a connection closed without a response, counted under "dropped".
+        """
         with self._lock:
             self._request_total += 1
             self._requests_by_route[f"{method} {route}"] += 1
-            self._requests_by_status[str(status)] += 1
+            self._requests_by_status["dropped" if status is None else str(status)] += 1
             if status == 429:
                 self._rate_limited += 1
 
     def request_counts(self) -> JsonDict:
-        """Return counts of /crm requests: total, by method and route template, by status, and 429s."""
+        """Return counts of /crm requests: total, by method and route template, by status (or "dropped"), and 429s."""
         with self._lock:
             return {
                 "total": self._request_total,
@@ -1552,6 +1743,7 @@ class StandinState:
         links: Sequence[tuple[AssociationType, str]],
         *,
         requested_id: Any = None,
+        seeded: bool = False,
     ) -> CrmObject:
         object_id = self._allocate_id(requested_id)
         now = self._now()
@@ -1562,7 +1754,7 @@ class StandinState:
             schema.created_property: created,
             schema.modified_property: format_timestamp(now),
         }
-        crm_object = CrmObject(schema.name, object_id, stored, now, now)
+        crm_object = CrmObject(schema.name, object_id, stored, now, now, seeded=seeded)
         self._apply_calculated_properties(crm_object)
         self._objects[schema.name][object_id] = crm_object
         for association_type, target_id in links:
@@ -1570,15 +1762,16 @@ class StandinState:
         logger.debug("created %s %s with %d associations", schema.singular, object_id, len(links))
         return crm_object
 
-    def create_object(self, object_type: str, body: Any, *, object_id: Any = None) -> JsonDict:
+    def create_object(self, object_type: str, body: Any, *, object_id: Any = None, seeded: bool = False) -> JsonDict:
         """Create an object from a HubSpot create body ({properties, associations}) and return it as HubSpot does.
 
-        object_id sets the id for seeding. HubSpot itself never accepts one.
+        object_id sets the id for seeding. HubSpot itself never accepts one. seeded marks the object as data that
+        existed before, which search finds at once whatever the search lag.
         """
         schema = self.resolve_object_type(object_type)
         with self._lock:
             properties, links = self._prepare_create(schema, body)
-            crm_object = self._store_new_object(schema, properties, links, requested_id=object_id)
+            crm_object = self._store_new_object(schema, properties, links, requested_id=object_id, seeded=seeded)
             return self._object_json(crm_object, None, all_properties=True)
 
     def get_object(
@@ -1787,7 +1980,7 @@ class StandinState:
                 crm_object
                 for crm_object in self._objects[schema.name].values()
                 if not crm_object.archived
-                and crm_object.created_at <= visible_before
+                and (crm_object.seeded or crm_object.created_at <= visible_before)
                 and self._matches_search(crm_object, request, definitions)
             ]
             matches.sort(key=lambda obj: int(obj.id))
@@ -2122,6 +2315,7 @@ class StandinState:
         Keys are "owners" ({id?, email, firstName, lastName, userId?}) and any object type name. Object entries
         are {id?, properties, associations?}, and contacts may name a "primary_company_id". Owners are stored
         first, then companies, then contacts and the other types. The whole seed is rolled back on an error.
+        Seeded objects are searchable at once, whatever the search lag.
         """
         data = _require_mapping(data, "the seed")
         unknown = [key for key in data if key != "owners" and key not in OBJECT_TYPES]
@@ -2174,7 +2368,7 @@ class StandinState:
                         }
                     )
                 body["associations"] = associations
-                stored = self.create_object(object_type, body, object_id=entry.get("id"))
+                stored = self.create_object(object_type, body, object_id=entry.get("id"), seeded=True)
                 created[object_type].append(stored["id"])
         return created
 
@@ -2266,3 +2460,26 @@ def _optional_str(spec: Mapping[str, Any], key: str) -> str | None:
     if value is not None and not isinstance(value, str):
         raise validation_error(f"Invalid fault: {key} must be a string.")
     return value
+
+
+def _optional_bool(spec: Mapping[str, Any], key: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise validation_error(f"Invalid fault: {key} must be true or false, got {value!r}.")
+    return value
+
+
+def _fault_seconds(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise validation_error(f"Invalid fault: {key} must be a number of seconds, got {value!r}.")
+    if not 0 <= value <= FAULT_MAX_DELAY_SECONDS:
+        raise validation_error(f"Invalid fault: {key} must be between 0 and {FAULT_MAX_DELAY_SECONDS}, got {value}.")
+    return float(value)
+
+
+def _fault_scopes(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) and item for item in value):
+        raise validation_error("Invalid fault: required_scopes must be a non-empty list of scope names.")
+    return tuple(value)

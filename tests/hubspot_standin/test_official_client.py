@@ -1,7 +1,9 @@
 """Fidelity tests: HubSpot's own Python SDK (hubspot-api-client 12.0.0) against the running stand-in.
 
-The SDK deserialises every response into its generated models, which raise ValueError for a missing required
-field or an unknown enum value, so these tests fail when a response shape drifts from HubSpot's OpenAPI specs.
+The SDK deserialises every response into its generated models. The `hubspot` fixture turns on the models'
+client-side validation, which is off by default and raises ValueError for a missing required field or an unknown
+enum value, so these tests fail when a response shape drifts from HubSpot's OpenAPI specs. They cover every
+endpoint that callsync calls, batch endpoints included.
 """
 
 from __future__ import annotations
@@ -11,13 +13,26 @@ from collections.abc import Iterator
 
 import pytest
 from hubspot import HubSpot
+from hubspot.crm.associations.v4 import AssociationSpec as V4AssociationSpec
 from hubspot.crm.associations.v4 import (
+    BatchInputPublicAssociationMultiPost,
     BatchInputPublicFetchAssociationsBatchRequest,
+    PublicAssociationMultiPost,
     PublicFetchAssociationsBatchRequest,
 )
+from hubspot.crm.associations.v4 import PublicObjectId as V4PublicObjectId
 from hubspot.crm.companies import SimplePublicObjectInputForCreate as CompanyInput
 from hubspot.crm.contacts import ApiException as ContactsApiException
-from hubspot.crm.contacts import Filter, FilterGroup, PublicObjectSearchRequest
+from hubspot.crm.contacts import BatchInputSimplePublicObjectBatchInputForCreate as ContactBatchCreate
+from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId as ContactBatchRead
+from hubspot.crm.contacts import (
+    BatchResponseSimplePublicObjectWithErrors,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
+    SimplePublicObjectId,
+)
+from hubspot.crm.contacts import SimplePublicObjectBatchInputForCreate as ContactBatchInput
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactInput
 from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealInput
 from hubspot.crm.objects.calls import ApiException as CallsApiException
@@ -27,7 +42,12 @@ from hubspot.crm.objects.calls import (
     PublicAssociationsForObject,
     PublicObjectId,
 )
+from hubspot.crm.objects.calls import BatchReadInputSimplePublicObjectId as CallBatchRead
+from hubspot.crm.objects.calls import Filter as CallFilter
+from hubspot.crm.objects.calls import FilterGroup as CallFilterGroup
+from hubspot.crm.objects.calls import PublicObjectSearchRequest as CallSearchRequest
 from hubspot.crm.objects.calls import SimplePublicObjectBatchInputForCreate as CallBatchInput
+from hubspot.crm.objects.calls import SimplePublicObjectId as CallId
 from hubspot.crm.objects.calls import SimplePublicObjectInputForCreate as CallInput
 from hubspot.crm.objects.notes import AssociationSpec as NoteAssociationSpec
 from hubspot.crm.objects.notes import PublicAssociationsForObject as NoteAssociations
@@ -60,7 +80,15 @@ def server(shared_server: StandinServer) -> StandinServer:
 @pytest.fixture
 def hubspot(server: StandinServer) -> HubSpot:
     # The SDK copies every keyword argument onto each generated Configuration, so host= redirects all of its
-    # API clients to the stand-in.
+    # API clients to the stand-in, and client_side_validation=True makes its response models check themselves.
+    return HubSpot(access_token=TOKEN, host=server.url, client_side_validation=True)
+
+
+@pytest.fixture
+def unvalidated_hubspot(server: StandinServer) -> HubSpot:
+    # NOTE: the SDK's StandardError model requires `links` and `errors` on every error of a 207. The stand-in
+    # sends no `links`, and `errors` only for invalid property values. Whether HubSpot sends them has not been
+    # checked, so 207s are parsed without validation.
     return HubSpot(access_token=TOKEN, host=server.url)
 
 
@@ -346,3 +374,181 @@ def test_batch_create_calls(hubspot: HubSpot, seeded: dict[str, str]) -> None:
     assert response.status == "COMPLETE"
     assert sorted(result.properties["hs_call_title"] for result in response.results) == ["Call 0", "Call 1"]
     assert sorted(result.object_write_trace_id for result in response.results) == ["trace-0", "trace-1"]
+
+
+def _call_batch_input(contact_id: str, external_id: str) -> CallBatchInput:
+    return CallBatchInput(
+        properties={"hs_timestamp": CALL_TIMESTAMP, "hs_call_external_id": external_id},
+        associations=[
+            PublicAssociationsForObject(
+                to=PublicObjectId(id=contact_id),
+                types=[AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=194)],
+            )
+        ],
+        object_write_trace_id=external_id,
+    )
+
+
+def test_contact_search_in_phone_properties(hubspot: HubSpot, seeded: dict[str, str], server: StandinServer) -> None:
+    mobile = server.state.create_object("contacts", {"properties": {"firstname": "Bo", "mobilephone": "073-999 88 77"}})
+    server.state.create_object("contacts", {"properties": {"firstname": "Other", "phone": "070-765 43 21"}})
+    numbers = ["701234567", "739998877", "812345678"]
+    request = PublicObjectSearchRequest(
+        filter_groups=[
+            FilterGroup(filters=[Filter(property_name=name, operator="IN", values=numbers)])
+            for name in ("hs_searchable_calculated_phone_number", "hs_searchable_calculated_mobile_number")
+        ],
+        properties=["phone", "mobilephone"],
+        limit=200,
+    )
+
+    page = hubspot.crm.contacts.search_api.do_search(request)
+
+    assert page.total == 2
+    assert sorted(result.id for result in page.results) == sorted([seeded["contact"], mobile["id"]])
+
+
+def test_contact_batch_create_and_read(hubspot: HubSpot) -> None:
+    inputs = [
+        ContactBatchInput(properties={"firstname": name, "phone": phone}, object_write_trace_id=f"trace-{name}")
+        for name, phone in (("Anna", "0701234567"), ("Bo", "+46 73 999 88 77"))
+    ]
+
+    created = hubspot.crm.contacts.batch_api.create(ContactBatchCreate(inputs=inputs))
+    read = hubspot.crm.contacts.batch_api.read(
+        ContactBatchRead(
+            inputs=[SimplePublicObjectId(id=result.id) for result in created.results],
+            properties=["firstname", "hs_searchable_calculated_phone_number"],
+            properties_with_history=[],
+        )
+    )
+
+    assert created.status == "COMPLETE"
+    assert sorted(result.object_write_trace_id for result in created.results) == ["trace-Anna", "trace-Bo"]
+    assert {
+        result.properties["firstname"]: result.properties["hs_searchable_calculated_phone_number"]
+        for result in read.results
+    } == {
+        "Anna": "701234567",
+        "Bo": "739998877",
+    }
+
+
+def test_contact_batch_create_207_parsed(unvalidated_hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    inputs = [
+        ContactBatchInput(properties={"email": "new@example.com"}, object_write_trace_id="trace-new"),
+        ContactBatchInput(properties={"email": "ANNA@example.com"}, object_write_trace_id="trace-duplicate"),
+    ]
+
+    response = unvalidated_hubspot.crm.contacts.batch_api.create(ContactBatchCreate(inputs=inputs))
+
+    assert isinstance(response, BatchResponseSimplePublicObjectWithErrors)
+    assert response.num_errors == 1
+    assert [result.object_write_trace_id for result in response.results] == ["trace-new"]
+    error = response.errors[0]
+    assert error.category == "CONFLICT"
+    assert error.message == f"Contact already exists. Existing ID: {seeded['contact']}"
+    assert error.context == {"objectWriteTraceId": ["trace-duplicate"]}
+
+
+def test_call_batch_create_and_read(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    inputs = [_call_batch_input(seeded["contact"], f"lid-{index}") for index in range(2)]
+
+    created = hubspot.crm.objects.calls.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    read = hubspot.crm.objects.calls.batch_api.read(
+        CallBatchRead(
+            inputs=[CallId(id=result.id) for result in created.results],
+            properties=["hs_call_external_id", "hs_timestamp"],
+            properties_with_history=[],
+        )
+    )
+
+    assert sorted(result.object_write_trace_id for result in created.results) == ["lid-0", "lid-1"]
+    assert read.status == "COMPLETE"
+    assert sorted(result.properties["hs_call_external_id"] for result in read.results) == ["lid-0", "lid-1"]
+    assert {result.properties["hs_timestamp"] for result in read.results} == {"2025-03-01T09:30:00.000Z"}
+
+
+def test_call_search_in_external_id(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    inputs = [_call_batch_input(seeded["contact"], external_id) for external_id in ("lid-a", "lid-b", "lid-c")]
+    created = hubspot.crm.objects.calls.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+    ids = {result.properties["hs_call_external_id"]: result.id for result in created.results}
+    request = CallSearchRequest(
+        filter_groups=[
+            CallFilterGroup(
+                filters=[CallFilter(property_name="hs_call_external_id", operator="IN", values=["lid-a", "lid-c"])]
+            )
+        ],
+        properties=["hs_call_external_id"],
+        limit=100,
+    )
+
+    page = hubspot.crm.objects.calls.search_api.do_search(request)
+
+    assert page.total == 2
+    assert sorted(result.id for result in page.results) == sorted([ids["lid-a"], ids["lid-c"]])
+
+
+def test_v4_batch_read_calls_to_contacts(hubspot: HubSpot, seeded: dict[str, str]) -> None:
+    inputs = [_call_batch_input(seeded["contact"], f"lid-{index}") for index in range(2)]
+    created = hubspot.crm.objects.calls.batch_api.create(BatchInputSimplePublicObjectBatchInputForCreate(inputs=inputs))
+
+    batch = hubspot.crm.associations.v4.batch_api.get_page(
+        "calls",
+        "contacts",
+        BatchInputPublicFetchAssociationsBatchRequest(
+            inputs=[PublicFetchAssociationsBatchRequest(id=result.id) for result in created.results]
+        ),
+    )
+
+    assert batch.status == "COMPLETE"
+    assert sorted(result._from.id for result in batch.results) == sorted(result.id for result in created.results)
+    for result in batch.results:
+        assert [to.to_object_id for to in result.to] == [seeded["contact"]]
+        assert [(t.category, t.type_id, t.label) for t in result.to[0].association_types] == [
+            ("HUBSPOT_DEFINED", 194, None)
+        ]
+
+
+def test_owners_paging(hubspot: HubSpot, server: StandinServer) -> None:
+    ids = server.state.seed({"owners": [{"email": f"agent{index}@example.com"} for index in range(3)]})["owners"]
+
+    first = hubspot.crm.owners.owners_api.get_page(limit=2)
+    second = hubspot.crm.owners.owners_api.get_page(limit=2, after=first.paging.next.after)
+
+    assert [owner.id for owner in first.results + second.results] == ids
+    assert second.paging is None
+    assert [owner.email for owner in second.results] == ["agent2@example.com"]
+
+
+def test_v4_batch_create_call_to_deal(hubspot: HubSpot, seeded: dict[str, str], server: StandinServer) -> None:
+    deal = server.state.create_object("deals", {"properties": {"dealname": "Offer"}})
+    call = server.state.create_object("calls", {"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+    inputs = [
+        PublicAssociationMultiPost(
+            _from=V4PublicObjectId(id=call["id"]),
+            to=V4PublicObjectId(id=target_id),
+            types=[V4AssociationSpec(association_category="HUBSPOT_DEFINED", association_type_id=type_id)],
+        )
+        for target_id, type_id in ((deal["id"], 206), (seeded["company"], 182))
+    ]
+
+    deals = hubspot.crm.associations.v4.batch_api.create(
+        "calls", "deals", BatchInputPublicAssociationMultiPost(inputs=inputs[:1])
+    )
+    companies = hubspot.crm.associations.v4.batch_api.create(
+        "calls", "companies", BatchInputPublicAssociationMultiPost(inputs=inputs[1:])
+    )
+    linked = hubspot.crm.associations.v4.basic_api.get_page("deals", deal["id"], "calls")
+
+    assert deals.status == "COMPLETE"
+    pair = deals.results[0]
+    assert (pair.from_object_type_id, pair.from_object_id, pair.to_object_type_id, pair.to_object_id) == (
+        "0-48",
+        call["id"],
+        "0-3",
+        deal["id"],
+    )
+    assert pair.labels == []
+    assert [result.to_object_id for result in companies.results] == [seeded["company"]]
+    assert [(r.to_object_id, [t.type_id for t in r.association_types]) for r in linked.results] == [(call["id"], [205])]

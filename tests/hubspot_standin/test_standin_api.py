@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -155,6 +156,154 @@ def test_invalid_json_400(client: httpx.Client) -> None:
 
     body = assert_error_body(response, 400, "VALIDATION_ERROR")
     assert body["message"].startswith("Invalid input JSON on line 1")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scopes
+# ---------------------------------------------------------------------------------------------------------------
+
+# The private-app scopes that README.md lists for callsync.
+README_SCOPES = (
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.companies.read",
+    "crm.objects.deals.read",
+    "crm.objects.owners.read",
+)
+SCOPED_TOKEN = "scoped-test-token"
+
+
+@pytest.fixture
+def scoped_server() -> Iterator[StandinServer]:
+    """Serve a stand-in whose SCOPED_TOKEN has the README's scopes, next to TOKEN with every scope."""
+    state = StandinState([TOKEN, SCOPED_TOKEN], token_scopes={SCOPED_TOKEN: README_SCOPES})
+    with StandinServer(state) as server:
+        yield server
+
+
+def _required_scopes(response: httpx.Response) -> list[list[str]]:
+    body = assert_error_body(response, 403, "MISSING_SCOPES")
+    return [error["context"]["requiredGranularScopes"] for error in body["errors"]]
+
+
+def test_scopes_readme_set_allows_callsync_routes(scoped_server: StandinServer) -> None:
+    ids = scoped_server.state.seed(
+        {
+            "owners": [{"email": "ada@example.com"}],
+            "companies": [{"properties": {"name": "Acme"}}],
+            "deals": [{"properties": {"dealname": "Offer"}}],
+        }
+    )
+    headers = {"Authorization": f"Bearer {SCOPED_TOKEN}"}
+    with httpx.Client(base_url=scoped_server.url, headers=headers, timeout=10.0) as scoped:
+        contacts = scoped.post(
+            "/crm/v3/objects/contacts/batch/create",
+            json={
+                "inputs": [
+                    {
+                        "properties": {"firstname": "Anna"},
+                        "associations": [association(ids["companies"][0], 1)],
+                        "objectWriteTraceId": "trace-1",
+                    }
+                ]
+            },
+        )
+        contact_id = contacts.json()["results"][0]["id"]
+        responses = {
+            "contacts-search": scoped.post("/crm/v3/objects/contacts/search", json={}),
+            "contacts-batch-read": scoped.post(
+                "/crm/v3/objects/contacts/batch/read", json={"inputs": [{"id": contact_id}]}
+            ),
+            "primary-company": scoped.post(
+                "/crm/v4/associations/contacts/companies/batch/read", json={"inputs": [{"id": contact_id}]}
+            ),
+            "calls-batch-create": scoped.post(
+                "/crm/v3/objects/calls/batch/create",
+                json={
+                    "inputs": [
+                        {
+                            "properties": {"hs_timestamp": CALL_TIMESTAMP},
+                            "associations": [association(contact_id, 194), association(ids["companies"][0], 182)],
+                            "objectWriteTraceId": "trace-call",
+                        }
+                    ]
+                },
+            ),
+            "calls-search": scoped.post("/crm/v3/objects/calls/search", json={}),
+            "owners": scoped.get("/crm/v3/owners"),
+        }
+        call_id = responses["calls-batch-create"].json()["results"][0]["id"]
+        responses["call-to-deal"] = scoped.put(
+            f"/crm/v4/objects/calls/{call_id}/associations/default/deals/{ids['deals'][0]}"
+        )
+
+    assert contacts.status_code == 201
+    statuses = {name: response.status_code for name, response in responses.items()}
+    assert statuses == {
+        "contacts-search": 200,
+        "contacts-batch-read": 200,
+        "primary-company": 200,
+        "calls-batch-create": 201,
+        "calls-search": 200,
+        "owners": 200,
+        "call-to-deal": 200,
+    }
+
+
+def test_scopes_missing_write_403(scoped_server: StandinServer) -> None:
+    headers = {"Authorization": f"Bearer {SCOPED_TOKEN}"}
+    with httpx.Client(base_url=scoped_server.url, headers=headers, timeout=10.0) as scoped:
+        deal = scoped.post("/crm/v3/objects/deals", json={"properties": {"dealname": "Offer"}})
+        company = scoped.post("/crm/objects/2026-03/companies/batch/create", json={"inputs": []})
+        deal_read = scoped.get("/crm/v3/objects/deals")
+
+    assert _required_scopes(deal) == [["crm.objects.deals.write"]]
+    assert "X-HubSpot-RateLimit-Remaining" not in deal.headers
+    assert _required_scopes(company) == [["crm.objects.companies.write"]]
+    assert deal_read.status_code == 200
+    assert scoped_server.state.dump_objects("deals") == []
+
+
+def test_scopes_contacts_only_token() -> None:
+    contacts_only = ["crm.objects.contacts.read", "crm.objects.contacts.write"]
+    state = StandinState([TOKEN, SCOPED_TOKEN], token_scopes={SCOPED_TOKEN: contacts_only})
+    contact = state.create_object("contacts", {"properties": {"firstname": "Anna"}})
+    headers = {"Authorization": f"Bearer {SCOPED_TOKEN}"}
+    with (
+        StandinServer(state) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=10.0) as scoped,
+    ):
+        call = scoped.post("/crm/v3/objects/calls", json={"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+        owners = scoped.get("/crm/v3/owners/")
+        companies = scoped.post(
+            "/crm/v4/associations/contacts/companies/batch/read", json={"inputs": [{"id": contact["id"]}]}
+        )
+        unknown_type = scoped.get("/crm/v3/objects/widgets/1")
+        full_token = httpx.get(f"{server.url}/crm/v3/owners", headers={"Authorization": f"Bearer {TOKEN}"})
+
+    assert call.status_code == 201
+    assert _required_scopes(owners) == [["crm.objects.owners.read"]]
+    assert _required_scopes(companies) == [["crm.objects.companies.read"]]
+    assert_error_body(unknown_type, 400, "VALIDATION_ERROR")
+    assert full_token.status_code == 200
+
+
+def test_scopes_name_each_missing_scope() -> None:
+    state = StandinState([TOKEN], token_scopes={TOKEN: []})
+
+    error = state.check_scopes(TOKEN, ["crm.objects.contacts.read", "crm.objects.companies.read"])
+
+    assert error is not None
+    assert error.status == 403
+    assert [entry["context"]["requiredGranularScopes"] for entry in error.errors or []] == [
+        ["crm.objects.contacts.read"],
+        ["crm.objects.companies.read"],
+    ]
+
+
+def test_scopes_for_unknown_token_rejected() -> None:
+    with pytest.raises(ValueError, match="token_scopes names a token that is not in tokens"):
+        StandinState([TOKEN], token_scopes={"other-token": README_SCOPES})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -584,6 +733,105 @@ def test_batch_read_all_found_200(client: httpx.Client) -> None:
     assert "errors" not in response.json()
 
 
+def test_batch_create_100_contacts(client: httpx.Client) -> None:
+    inputs = [
+        {"properties": {"firstname": f"Person {index}", "phone": f"070{index:07d}"}, "objectWriteTraceId": f"t{index}"}
+        for index in range(100)
+    ]
+
+    response = client.post("/crm/v3/objects/contacts/batch/create", json={"inputs": inputs})
+
+    assert response.status_code == 201
+    results = response.json()["results"]
+    assert len(results) == 100
+    assert {result["objectWriteTraceId"] for result in results} == {f"t{index}" for index in range(100)}
+    assert results[5]["properties"]["hs_searchable_calculated_phone_number"] == "700000005"
+
+
+def test_batch_create_101_calls_400(client: httpx.Client) -> None:
+    inputs = [{"properties": {"hs_timestamp": CALL_TIMESTAMP}, "objectWriteTraceId": f"t{i}"} for i in range(101)]
+
+    response = client.post("/crm/v3/objects/calls/batch/create", json={"inputs": inputs})
+
+    body = assert_error_body(response, 400, "VALIDATION_ERROR")
+    assert "at most 100" in body["message"]
+    assert client.get("/crm/v3/objects/calls").json()["results"] == []
+
+
+def test_batch_create_calls_traced_207(client: httpx.Client) -> None:
+    contact = create(client, "contacts", {"firstname": "Anna"})
+    inputs = [
+        {
+            "properties": {"hs_timestamp": CALL_TIMESTAMP, "hs_call_external_id": "lid-ok"},
+            "associations": [association(contact["id"], 194)],
+            "objectWriteTraceId": "trace-ok",
+        },
+        {
+            "properties": {"hs_timestamp": CALL_TIMESTAMP, "hs_call_external_id": "lid-bad"},
+            "associations": [association("999999", 194)],
+            "objectWriteTraceId": "trace-missing-contact",
+        },
+        {"properties": {"hs_call_direction": "SIDEWAYS"}, "objectWriteTraceId": "trace-invalid"},
+    ]
+
+    response = client.post("/crm/v3/objects/calls/batch/create", json={"inputs": inputs})
+
+    assert response.status_code == 207
+    body = response.json()
+    assert body["status"] == "COMPLETE"
+    assert body["numErrors"] == 2
+    assert [result["objectWriteTraceId"] for result in body["results"]] == ["trace-ok"]
+    assert body["results"][0]["properties"]["hs_call_external_id"] == "lid-ok"
+    errors = {error["context"]["objectWriteTraceId"][0]: error for error in body["errors"]}
+    assert set(errors) == {"trace-missing-contact", "trace-invalid"}
+    assert errors["trace-missing-contact"]["category"] == "VALIDATION_ERROR"
+    assert "contacts 999999" in errors["trace-missing-contact"]["message"]
+    assert errors["trace-missing-contact"]["context"] == {"objectWriteTraceId": ["trace-missing-contact"]}
+    assert {error["code"] for error in errors["trace-invalid"]["errors"]} == {
+        "INVALID_OPTION",
+        "MISSING_REQUIRED_PROPERTY",
+    }
+    stored = client.get("/crm/v3/objects/calls", params={"properties": "hs_call_external_id"}).json()["results"]
+    assert [call["properties"]["hs_call_external_id"] for call in stored] == ["lid-ok"]
+
+
+def test_batch_read_calls(client: httpx.Client) -> None:
+    calls = [
+        create(client, "calls", {"hs_timestamp": CALL_TIMESTAMP, "hs_call_external_id": f"lid-{index}"})
+        for index in range(2)
+    ]
+
+    response = client.post(
+        "/crm/v3/objects/calls/batch/read",
+        json={"inputs": [{"id": call["id"]} for call in calls], "properties": ["hs_call_external_id"]},
+    )
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [result["properties"]["hs_call_external_id"] for result in results] == ["lid-0", "lid-1"]
+
+
+def test_v4_batch_read_1000_calls(server: StandinServer, client: httpx.Client) -> None:
+    contact = create(client, "contacts", {"firstname": "Anna"})
+    call_ids = [
+        server.state.create_object(
+            "calls",
+            {"properties": {"hs_timestamp": CALL_TIMESTAMP}, "associations": [association(contact["id"], 194)]},
+        )["id"]
+        for _ in range(1000)
+    ]
+
+    response = client.post(
+        "/crm/v4/associations/calls/contacts/batch/read", json={"inputs": [{"id": call_id} for call_id in call_ids]}
+    )
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [result["from"]["id"] for result in results] == call_ids
+    assert {result["to"][0]["toObjectId"] for result in results} == {int(contact["id"])}
+    assert results[0]["to"][0]["associationTypes"] == [{"category": "HUBSPOT_DEFINED", "typeId": 194, "label": None}]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Search
 # ---------------------------------------------------------------------------------------------------------------
@@ -836,6 +1084,124 @@ def test_search_stops_at_10000(server: StandinServer, client: httpx.Client) -> N
     assert before_end["paging"] == {"next": {"after": "9900"}}
 
 
+def test_search_in_calculated_phone_numbers(client: httpx.Client) -> None:
+    by_phone = create(client, "contacts", {"firstname": "Anna", "phone": "+46 70-123 45 67"})
+    by_mobile = create(client, "contacts", {"firstname": "Bo", "mobilephone": "073-999 88 77"})
+    create(client, "contacts", {"firstname": "Other", "phone": "+46 70 765 43 21"})
+    numbers = ["701234567", "739998877", "812345678"]
+    body = search_body(
+        [{"propertyName": "hs_searchable_calculated_phone_number", "operator": "IN", "values": numbers}],
+        [{"propertyName": "hs_searchable_calculated_mobile_number", "operator": "IN", "values": numbers}],
+        properties=["phone", "mobilephone"],
+        limit=200,
+    )
+
+    assert search_ids(client, "contacts", body) == {by_phone["id"], by_mobile["id"]}
+
+
+def test_search_in_call_external_id(client: httpx.Client) -> None:
+    ids = {
+        external_id: create(client, "calls", {"hs_timestamp": CALL_TIMESTAMP, "hs_call_external_id": external_id})["id"]
+        for external_id in ("lid-1", "LID-2", "lid-3")
+    }
+
+    def found(values: list[str]) -> set[str]:
+        body = search_body([{"propertyName": "hs_call_external_id", "operator": "IN", "values": values}])
+        return search_ids(client, "calls", body)
+
+    assert found(["lid-1", "lid-2", "lid-9"]) == {ids["lid-1"], ids["LID-2"]}
+    # HubSpot's IN matches string properties only with lower-case values.
+    assert found(["LID-2"]) == set()
+    assert found(["LID-1"]) == set()
+
+
+def test_search_body_3000_chars(client: httpx.Client) -> None:
+    envelope = json.dumps({"query": ""}, separators=(",", ":"))
+    at_limit = json.dumps({"query": "x" * (3000 - len(envelope))}, separators=(",", ":"))
+    over_limit = json.dumps({"query": "x" * (3001 - len(envelope))}, separators=(",", ":"))
+    headers = {"Content-Type": "application/json"}
+
+    accepted = client.post("/crm/v3/objects/contacts/search", content=at_limit, headers=headers)
+    rejected = client.post("/crm/v3/objects/contacts/search", content=over_limit, headers=headers)
+
+    assert len(at_limit) == 3000
+    assert accepted.status_code == 200, accepted.text
+    body = assert_error_body(rejected, 400, "VALIDATION_ERROR")
+    assert "3001 characters long" in body["message"]
+
+
+def test_search_limit_200_pages(server: StandinServer, client: httpx.Client) -> None:
+    for index in range(250):
+        server.state.create_object(
+            "calls", {"properties": {"hs_timestamp": CALL_TIMESTAMP, "hs_call_title": str(index)}}
+        )
+    body = {"limit": 200, "properties": ["hs_call_title"]}
+
+    first = client.post("/crm/v3/objects/calls/search", json=body).json()
+    second = client.post("/crm/v3/objects/calls/search", json={**body, "after": first["paging"]["next"]["after"]})
+
+    assert len(first["results"]) == 200
+    assert first["paging"] == {"next": {"after": "200"}}
+    assert second.status_code == 200
+    assert len(second.json()["results"]) == 50
+    assert "paging" not in second.json()
+    titles = [result["properties"]["hs_call_title"] for result in first["results"] + second.json()["results"]]
+    assert titles == [str(index) for index in range(250)]
+
+
+def _phone_search(client: httpx.Client, *numbers: str) -> set[str]:
+    filters = [{"propertyName": "hs_searchable_calculated_phone_number", "operator": "IN", "values": list(numbers)}]
+    return search_ids(client, "contacts", search_body(filters))
+
+
+def test_search_lag_hides_new_objects(server: StandinServer, client: httpx.Client) -> None:
+    server.state.search_lag_seconds = 60
+    try:
+        single = create(client, "contacts", {"firstname": "Anna", "phone": "0701234567"})
+        batch = client.post(
+            "/crm/v3/objects/contacts/batch/create",
+            json={"inputs": [{"properties": {"firstname": "Bo", "phone": "0739998877"}, "objectWriteTraceId": "t1"}]},
+        )
+        batch_id = batch.json()["results"][0]["id"]
+        during_lag = _phone_search(client, "701234567", "739998877")
+        read_single = client.get(f"/crm/v3/objects/contacts/{single['id']}")
+        read_batch = client.post("/crm/v3/objects/contacts/batch/read", json={"inputs": [{"id": batch_id}]})
+    finally:
+        server.state.search_lag_seconds = 0
+    after_lag = _phone_search(client, "701234567", "739998877")
+
+    assert batch.status_code == 201
+    assert during_lag == set()
+    assert read_single.status_code == 200
+    assert read_batch.status_code == 200
+    assert after_lag == {single["id"], batch_id}
+
+
+def test_search_lag_expires(server: StandinServer, client: httpx.Client) -> None:
+    server.state.search_lag_seconds = 0.5
+    try:
+        contact = create(client, "contacts", {"firstname": "Anna", "phone": "0701234567"})
+        at_once = _phone_search(client, "701234567")
+        time.sleep(0.6)
+        later = _phone_search(client, "701234567")
+    finally:
+        server.state.search_lag_seconds = 0
+
+    assert at_once == set()
+    assert later == {contact["id"]}
+
+
+def test_search_lag_spares_seeded(server: StandinServer, client: httpx.Client) -> None:
+    server.state.search_lag_seconds = 60
+    try:
+        seeded = server.state.seed({"contacts": [{"properties": {"firstname": "Anna", "phone": "0701234567"}}]})
+        found = _phone_search(client, "701234567")
+    finally:
+        server.state.search_lag_seconds = 0
+
+    assert found == set(seeded["contacts"])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Rate limits
 # ---------------------------------------------------------------------------------------------------------------
@@ -902,6 +1268,62 @@ def test_search_rate_limit_429() -> None:
     assert "X-HubSpot-RateLimit-Max" not in searches[2].headers
     assert general.status_code == 200
     assert general.headers["X-HubSpot-RateLimit-Remaining"] == "99"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/crm/v3/owners", None, 200),
+        ("GET", "/crm/v3/objects/contacts/999999", None, 404),
+        ("POST", "/crm/v3/objects/contacts", {"properties": {"shoe_size": "42"}}, 400),
+        ("POST", "/crm/v3/objects/contacts/batch/read", {"inputs": []}, 200),
+        ("POST", "/crm/v3/objects/calls/batch/create", {"inputs": []}, 201),
+        ("POST", "/crm/v4/associations/calls/contacts/batch/read", {"inputs": []}, 200),
+        ("PATCH", "/crm/v3/objects/calls/999999", {"properties": {}}, 404),
+    ],
+    ids=["owners", "not-found", "invalid", "batch-read", "batch-create", "v4-batch-read", "patch"],
+)
+def test_rate_limit_headers_on_general_routes(
+    client: httpx.Client, method: str, path: str, body: dict[str, Any] | None, status: int
+) -> None:
+    response = client.request(method, path, json=body)
+
+    assert response.status_code == status, response.text
+    for header in RATE_LIMIT_HEADERS:
+        assert header in response.headers
+    assert response.headers["X-HubSpot-RateLimit-Max"] == "10000"
+    assert response.headers["X-HubSpot-RateLimit-Daily"] == "250000"
+
+
+@pytest.mark.parametrize("object_type", ["contacts", "calls"])
+def test_rate_limit_headers_absent_on_search(client: httpx.Client, object_type: str) -> None:
+    found = client.post(f"/crm/v3/objects/{object_type}/search", json={})
+    rejected = client.post(f"/crm/v3/objects/{object_type}/search", json={"limit": 201})
+
+    assert found.status_code == 200
+    assert rejected.status_code == 400
+    for header in RATE_LIMIT_HEADERS:
+        assert header not in found.headers
+        assert header not in rejected.headers
+
+
+def test_rate_limit_daily_counts_searches() -> None:
+    state = StandinState([TOKEN], daily_limit=3)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with StandinServer(state) as server, httpx.Client(base_url=server.url, headers=headers) as http:
+        searches = [http.post("/crm/v3/objects/contacts/search", json={}) for _ in range(2)]
+        general = http.get("/crm/v3/objects/contacts")
+        search_over_limit = http.post("/crm/v3/objects/contacts/search", json={})
+        general_over_limit = http.get("/crm/v3/objects/contacts")
+
+    assert [response.status_code for response in searches] == [200, 200]
+    assert general.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
+    assert assert_error_body(search_over_limit, 429, None)["policyName"] == "DAILY"
+    assert "X-HubSpot-RateLimit-Daily" not in search_over_limit.headers
+    assert assert_error_body(general_over_limit, 429, None)["policyName"] == "DAILY"
+    assert general_over_limit.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "0"
+    assert general_over_limit.headers["X-HubSpot-RateLimit-Remaining"] == "99"
+    assert state.request_counts()["rate_limited"] == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1264,10 +1686,241 @@ def test_fault_429_policy(client: httpx.Client, admin: httpx.Client) -> None:
     assert admin.get("/_standin/requests").json()["rate_limited"] == 1
 
 
-def test_fault_rejects_invalid_spec(admin: httpx.Client) -> None:
-    response = admin.post("/_standin/faults", json={"status": 200})
+@pytest.mark.parametrize(
+    ("spec", "message_part"),
+    [
+        ({"status": 200}, "status must be at least 400"),
+        ({"count": 2}, "give a status"),
+        ({"status": 502, "delay": 5}, "unknown keys ['delay']"),
+        ({"status": 502, "apply_request": "yes"}, "apply_request must be true or false"),
+        ({"delay_seconds": -1}, "between 0"),
+        ({"delay_seconds": 601}, "between 0"),
+        ({"delay_seconds": "5"}, "number of seconds"),
+        ({"drop_connection": True, "status": 502}, "takes neither status"),
+        ({"drop_connection": True, "required_scopes": ["crm.objects.owners.read"]}, "takes neither status"),
+        ({"required_scopes": []}, "non-empty list"),
+        ({"required_scopes": ["crm.objects.contacts.write"], "status": 401}, "needs status 403"),
+    ],
+    ids=[
+        "status-200",
+        "no-effect",
+        "unknown-key",
+        "apply-not-boolean",
+        "negative-delay",
+        "delay-too-long",
+        "delay-string",
+        "drop-with-status",
+        "drop-with-scopes",
+        "empty-scopes",
+        "scopes-with-401",
+    ],
+)
+def test_fault_rejects_invalid_spec(admin: httpx.Client, spec: dict[str, Any], message_part: str) -> None:
+    response = admin.post("/_standin/faults", json=spec)
 
-    assert_error_body(response, 400, "VALIDATION_ERROR")
+    body = assert_error_body(response, 400, "VALIDATION_ERROR")
+    assert message_part in body["message"]
+    assert admin.get("/_standin/faults").json() == {"faults": []}
+
+
+def test_fault_listed_with_all_keys(admin: httpx.Client) -> None:
+    spec = {"path": "/crm/v3/objects/calls", "method": "POST", "delay_seconds": 2.5, "apply_request": True}
+
+    admin.post("/_standin/faults", json=spec)
+    listed = admin.get("/_standin/faults").json()["faults"]
+
+    assert listed == [
+        {
+            "status": None,
+            "remaining": 1,
+            "path_contains": "",
+            "path": "/crm/v3/objects/calls",
+            "method": "POST",
+            "category": None,
+            "message": None,
+            "policy_name": None,
+            "retry_after_seconds": None,
+            "apply_request": True,
+            "delay_seconds": 2.5,
+            "drop_connection": False,
+            "required_scopes": [],
+        }
+    ]
+
+
+def test_fault_5xx_burst_on_one_path(client: httpx.Client, admin: httpx.Client) -> None:
+    path = "/crm/v3/objects/contacts/batch/create"
+    admin.post("/_standin/faults", json={"status": 502, "count": 3, "path": path})
+    body = {"inputs": [{"properties": {"firstname": "Anna"}, "objectWriteTraceId": "trace-1"}]}
+
+    burst = [client.post(path, json=body) for _ in range(3)]
+    other_path = client.post("/crm/v3/objects/contacts/search", json={})
+    after_burst = client.post(path, json=body)
+
+    for response in burst:
+        assert_error_body(response, 502, "INTERNAL_ERROR")
+        assert "Retry-After" not in response.headers
+    assert other_path.status_code == 200
+    assert after_burst.status_code == 201
+    assert len(admin.get("/_standin/objects/contacts").json()["results"]) == 1
+    assert admin.get("/_standin/requests").json()["by_status"] == {"502": 3, "200": 1, "201": 1}
+
+
+@pytest.mark.parametrize(
+    ("spec", "category", "retry_after"),
+    [
+        ({"status": 477, "retry_after_seconds": 30}, "MIGRATION_IN_PROGRESS", "30"),
+        ({"status": 423}, "LOCKED", None),
+        ({"status": 423, "retry_after_seconds": 2}, "LOCKED", "2"),
+    ],
+    ids=["477-retry-after", "423", "423-retry-after"],
+)
+def test_fault_hubspot_specific_status(
+    client: httpx.Client, admin: httpx.Client, spec: dict[str, Any], category: str, retry_after: str | None
+) -> None:
+    admin.post("/_standin/faults", json={**spec, "path": "/crm/v3/objects/calls", "method": "POST"})
+
+    response = client.post("/crm/v3/objects/calls", json={"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+
+    assert_error_body(response, spec["status"], category)
+    assert response.headers.get("Retry-After") == retry_after
+    assert "X-HubSpot-RateLimit-Remaining" in response.headers
+    assert admin.get("/_standin/objects/calls").json()["results"] == []
+
+
+def test_fault_missing_scopes_403(client: httpx.Client, admin: httpx.Client) -> None:
+    admin.post(
+        "/_standin/faults",
+        json={"required_scopes": ["crm.objects.contacts.write"], "path": "/crm/v3/objects/contacts", "method": "POST"},
+    )
+
+    response = client.post("/crm/v3/objects/contacts", json={"properties": {"firstname": "Anna"}})
+
+    body = assert_error_body(response, 403, "MISSING_SCOPES")
+    assert body["message"].startswith("This app hasn't been granted all required scopes to make this call.")
+    assert body["errors"] == [
+        {
+            "message": "One or more of the following scopes are required.",
+            "context": {"requiredGranularScopes": ["crm.objects.contacts.write"]},
+        }
+    ]
+    assert body["links"] == {"scopes": "https://developers.hubspot.com/scopes"}
+    assert admin.get("/_standin/objects/contacts").json()["results"] == []
+
+
+def test_fault_delay_slows_response(client: httpx.Client, admin: httpx.Client) -> None:
+    admin.post("/_standin/faults", json={"delay_seconds": 0.5, "path": "/crm/v3/objects/contacts", "method": "GET"})
+
+    started = time.monotonic()
+    slow = client.get("/crm/v3/objects/contacts")
+    slow_seconds = time.monotonic() - started
+    started = time.monotonic()
+    normal = client.get("/crm/v3/objects/contacts")
+    normal_seconds = time.monotonic() - started
+
+    assert slow.status_code == 200
+    assert slow.json() == {"results": []}
+    assert "X-HubSpot-RateLimit-Remaining" in slow.headers
+    assert slow_seconds >= 0.5
+    assert normal.status_code == 200
+    assert normal_seconds < 0.5
+
+
+def test_fault_delay_then_status(client: httpx.Client, admin: httpx.Client) -> None:
+    admin.post("/_standin/faults", json={"status": 504, "delay_seconds": 0.3, "path": "/crm/v3/objects/calls"})
+
+    started = time.monotonic()
+    response = client.post("/crm/v3/objects/calls", json={"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+
+    assert time.monotonic() - started >= 0.3
+    assert_error_body(response, 504, "INTERNAL_ERROR")
+    assert admin.get("/_standin/objects/calls").json()["results"] == []
+
+
+def _wait_until_fault_taken(server: StandinServer) -> None:
+    deadline = time.monotonic() + 5
+    while server.state.pending_faults() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.state.pending_faults() == []
+
+
+def test_fault_delay_leaves_other_requests_fast(
+    server: StandinServer, client: httpx.Client, admin: httpx.Client
+) -> None:
+    admin.post("/_standin/faults", json={"delay_seconds": 1.5, "path": "/crm/v3/owners"})
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        slow = pool.submit(httpx.get, f"{server.url}/crm/v3/owners", headers=headers, timeout=10.0)
+        _wait_until_fault_taken(server)
+        fast_started = time.monotonic()
+        fast = client.get("/crm/v3/objects/contacts")
+        fast_seconds = time.monotonic() - fast_started
+        slow_still_running = not slow.done()
+        slow_response = slow.result()
+        slow_seconds = time.monotonic() - started
+
+    assert fast.status_code == 200
+    assert fast_seconds < 1.0
+    assert slow_still_running
+    assert slow_response.status_code == 200
+    assert slow_seconds >= 1.5
+
+
+def test_fault_timeout_after_write(server: StandinServer, client: httpx.Client, admin: httpx.Client) -> None:
+    admin.post(
+        "/_standin/faults",
+        json={"delay_seconds": 60, "apply_request": True, "path": "/crm/v3/objects/calls", "method": "POST"},
+    )
+    body = {"properties": {"hs_timestamp": CALL_TIMESTAMP, "hs_call_external_id": "lid-timeout"}}
+
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/crm/v3/objects/calls", json=body, timeout=0.3)
+    stored = admin.get("/_standin/objects/calls").json()["results"]
+    read_back = client.get(f"/crm/v3/objects/calls/{stored[0]['id']}", params={"properties": "hs_call_external_id"})
+    # The held request is counted once the stand-in stops holding it, which the client's disconnect cuts short.
+    while "201" not in server.state.request_counts()["by_status"] and time.monotonic() < started + 10:
+        time.sleep(0.05)
+
+    assert [call["properties"]["hs_call_external_id"] for call in stored] == ["lid-timeout"]
+    assert read_back.status_code == 200
+    assert read_back.json()["properties"]["hs_call_external_id"] == "lid-timeout"
+    assert server.state.request_counts()["by_status"] == {"200": 1, "201": 1}
+    assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize(("apply_request", "stored_calls"), [(False, 0), (True, 1)], ids=["not-applied", "applied"])
+def test_fault_drop_connection(
+    client: httpx.Client, admin: httpx.Client, apply_request: bool, stored_calls: int
+) -> None:
+    admin.post(
+        "/_standin/faults",
+        json={"drop_connection": True, "apply_request": apply_request, "path": "/crm/v3/objects/calls"},
+    )
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/crm/v3/objects/calls", json={"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+    next_request = client.get("/crm/v3/objects/calls")
+
+    assert len(admin.get("/_standin/objects/calls").json()["results"]) == stored_calls
+    assert next_request.status_code == 200
+    assert admin.get("/_standin/requests").json()["by_status"] == {"dropped": 1, "200": 1}
+
+
+def test_fault_drop_after_delay(client: httpx.Client, admin: httpx.Client) -> None:
+    admin.post(
+        "/_standin/faults",
+        json={"drop_connection": True, "apply_request": True, "delay_seconds": 0.3, "path": "/crm/v3/objects/calls"},
+    )
+
+    started = time.monotonic()
+    with pytest.raises(httpx.RemoteProtocolError):
+        client.post("/crm/v3/objects/calls", json={"properties": {"hs_timestamp": CALL_TIMESTAMP}})
+
+    assert time.monotonic() - started >= 0.3
+    assert len(admin.get("/_standin/objects/calls").json()["results"]) == 1
 
 
 def test_state_usable_in_process() -> None:
