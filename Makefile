@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install demo ui test lint validate clean
+.PHONY: install demo ui test bench lint validate clean
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "callsync needs Python 3.11 or newer; set PYTHON=python3.11 (or newer) and run make again")'
@@ -26,6 +26,10 @@ ui: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest
+
+# Full size takes a long time; shrink it with BENCH_SESSIONS, BENCH_PER_CALL_SESSIONS and BENCH_MEMORY_SESSIONS.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench.run
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check callsync_dagster tests

@@ -439,7 +439,8 @@ async def admin_health(request: Request, state: StandinState) -> Response:
 
 
 async def admin_objects(request: Request, state: StandinState) -> Response:
-    return JSONResponse({"results": state.dump_objects(request.path_params["object_type"])})
+    properties = _csv_param(request, "properties")
+    return JSONResponse({"results": state.dump_objects(request.path_params["object_type"], properties or None)})
 
 
 async def admin_associations(request: Request, state: StandinState) -> Response:
