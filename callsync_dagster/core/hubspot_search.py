@@ -65,15 +65,13 @@ def _in_filter_bodies(numbers: list[str]) -> Iterator[dict[str, Any]]:
 
 def _eq_filter_bodies(numbers: list[str]) -> Iterator[dict[str, Any]]:
     # Each (property, number) pair is its own group, because filters inside a group are ANDed. A number's
-    # two pairs may land in different requests; the caller merges all results before matching.
-    pairs = [(name, number) for number in numbers for name in _PHONE_PROPERTIES]
-    for start in range(0, len(pairs), MAX_FILTER_GROUPS):
-        yield _contact_body(
-            [
-                {"filters": [{"propertyName": name, "operator": "EQ", "value": number}]}
-                for name, number in pairs[start : start + MAX_FILTER_GROUPS]
-            ]
+    # two pairs may land in different requests, so the caller merges all results before matching.
+    def body_for(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+        return _contact_body(
+            [{"filters": [{"propertyName": name, "operator": "EQ", "value": number}]} for name, number in pairs]
         )
+
+    yield from _pack([(name, number) for number in numbers for name in _PHONE_PROPERTIES], body_for, MAX_FILTER_GROUPS)
 
 
 def call_search_bodies(external_ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -96,16 +94,16 @@ def call_search_bodies(external_ids: Sequence[str]) -> list[dict[str, Any]]:
     return list(_pack(lowered, body_for))
 
 
-def _pack(values: list[str], body_for: Any) -> Iterator[dict[str, Any]]:
-    """Yield bodies from `body_for(chunk)`, each chunk as long as the body budget and MAX_IN_VALUES allow."""
-    chunk: list[str] = []
+def _pack(values: list[Any], body_for: Any, max_values: int = MAX_IN_VALUES) -> Iterator[dict[str, Any]]:
+    """Yield bodies from `body_for(chunk)`, each chunk as long as the body budget and `max_values` allow."""
+    chunk: list[Any] = []
     for value in values:
         candidate = [*chunk, value]
-        if chunk and (len(candidate) > MAX_IN_VALUES or body_chars(body_for(candidate)) > BODY_CHARS_BUDGET):
+        if chunk and (len(candidate) > max_values or body_chars(body_for(candidate)) > BODY_CHARS_BUDGET):
             yield body_for(chunk)
             candidate = [value]
         if body_chars(body_for(candidate)) > BODY_CHARS_BUDGET:
-            raise ValueError(f"search value {value[:60]!r}... is too long for one HubSpot search body")
+            raise ValueError(f"search value {str(value)[:60]!r}... is too long for one HubSpot search body")
         chunk = candidate
     if chunk:
         yield body_for(chunk)

@@ -72,14 +72,19 @@ class SlidingWindow:
         self._sent: deque[float] = deque()
         self.paused_until = 0.0
 
-    def reserve(self) -> float:
-        """Reserve the earliest send time that keeps the window within its limit; return the wait until it."""
+    def reserve(self, max_wait_seconds: float = float("inf")) -> float:
+        """Reserve the earliest send time that keeps the window within its limit; return the wait until it.
+
+        When that wait is over `max_wait_seconds`, nothing is reserved and the wait is returned all the same.
+        """
         now = self._clock()
         while self._sent and now - self._sent[0] >= self.interval_seconds:
             self._sent.popleft()
         slot = max(now, self.paused_until)
         if len(self._sent) >= self.max_requests:
             slot = max(slot, self._sent[-self.max_requests] + self.interval_seconds)
+        if slot - now > max_wait_seconds:
+            return slot - now
         self._sent.append(slot)
         while len(self._sent) > self.max_requests:
             self._sent.popleft()
@@ -108,9 +113,10 @@ class LocalRateLimiter:
     def acquire(self, kind: RequestKind, max_wait_seconds: float = float("inf")) -> float:
         with self._lock:
             window = self._windows[kind]
-            if window.paused_until - self._clock() > max_wait_seconds:
-                raise LimiterPaused(window.paused_until - self._clock(), self._pause_reason)
-            wait = window.reserve()
+            wait = window.reserve(max_wait_seconds)
+            if wait > max_wait_seconds:
+                paused = window.paused_until - self._clock() > max_wait_seconds
+                raise LimiterPaused(wait, self._pause_reason if paused else "the rate-limit window is full")
         if wait > 0:
             self._sleep(wait)
         return max(wait, 0.0)
@@ -118,7 +124,9 @@ class LocalRateLimiter:
     def pause(self, seconds: float, reason: str) -> None:
         with self._lock:
             until = self._clock() + seconds
-            self._pause_reason = reason
+            # A shorter pause inside a longer one (a 429 during a daily-limit pause) keeps the longer one's reason.
+            if until >= max(window.paused_until for window in self._windows.values()):
+                self._pause_reason = reason
             for window in self._windows.values():
                 window.paused_until = max(window.paused_until, until)
 
@@ -191,7 +199,8 @@ class SharedRateLimiter:
             " FROM unnest(%(buckets)s::text[]) AS bucket"
             " ON CONFLICT (bucket) DO UPDATE SET"
             " paused_until = greatest(coalesce({table}.paused_until, excluded.paused_until), excluded.paused_until),"
-            " pause_reason = excluded.pause_reason, updated_at = now()"
+            " pause_reason = CASE WHEN excluded.paused_until >= coalesce({table}.paused_until, '-infinity')"
+            " THEN excluded.pause_reason ELSE {table}.pause_reason END, updated_at = now()"
         ).format(table=sql.Identifier(self._schema, "callsync_rate_limit_windows"))
         self._execute(query, {"seconds": seconds, "reason": reason, "buckets": list(self.buckets.values())})
 

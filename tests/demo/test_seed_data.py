@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from callsync_dagster.core.call_body import build_body
 from callsync_dagster.core.contacts import choose_contact, confirm_contact_matches
 from callsync_dagster.core.counterparty import Counterparty, CounterpartyProblem, find_counterparty
 from callsync_dagster.core.models import CallSession, Transcription
@@ -29,7 +30,6 @@ from callsync_dagster.demo.seed_data import (
     DemoDataset,
     build_demo_dataset,
 )
-from callsync_dagster.core.call_body import build_body
 from callsync_dagster.ops.enrich import blocked_numbers_by_e164
 from callsync_dagster.resources.settings import CallSyncSettings
 
