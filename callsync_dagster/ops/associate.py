@@ -85,28 +85,28 @@ def add_missing_associations(items: list[CallSyncItem], client: HubSpotClient, d
     for to_type, type_id in _ASSOCIATION_TYPES:
         expected: dict[str, tuple[CallSyncItem, str]] = {}
         for item in items:
-            wanted_id = target_id(item, to_type)
-            if item.engagement_id and wanted_id:
-                expected[item.engagement_id] = (item, wanted_id)
+            target = target_id(item, to_type)
+            if item.engagement_id and target:
+                expected[item.engagement_id] = (item, target)
         if not expected:
             continue
         existing = client.batch_read_associations("calls", to_type, sorted(expected))
         missing = [
-            (call_id, item, wanted)
-            for call_id, (item, wanted) in expected.items()
-            if wanted not in existing.get(call_id, {})
+            (call_id, item, expected_id)
+            for call_id, (item, expected_id) in expected.items()
+            if expected_id not in existing.get(call_id, {})
         ]
         if not missing:
             continue
         if dry_run:
-            for _, item, wanted in missing:
-                item.record("association_would_be_added", detail={"to": to_type, "id": wanted})
+            for _, item, expected_id in missing:
+                item.record("association_would_be_added", detail={"to": to_type, "id": expected_id})
             continue
         client.batch_create_associations(
-            "calls", to_type, type_id, [(call_id, wanted) for call_id, _, wanted in missing]
+            "calls", to_type, type_id, [(call_id, expected_id) for call_id, _, expected_id in missing]
         )
-        for _, item, wanted in missing:
-            item.record("association_added", hubspot_object_id=wanted, detail={"to": to_type})
+        for _, item, expected_id in missing:
+            item.record("association_added", hubspot_object_id=expected_id, detail={"to": to_type})
 
 
 def target_id(item: CallSyncItem, to_type: str) -> str | None:

@@ -35,7 +35,7 @@ _DRY_RUN_BODY_PREVIEW = 300
 
 @dataclass
 class UpsertContext:
-    """What the chunks of one run's upsert share."""
+    """State that the chunks of one run's upsert share."""
 
     batch: CallSyncBatch
     client: HubSpotClient
@@ -81,11 +81,11 @@ def upsert(
 
 def renew_claims(chunk: list[CallSyncItem], shared: UpsertContext, context: OpExecutionContext) -> None:
     """Extend the lease before HubSpot writes, and drop the sessions another run has taken."""
-    held = shared.postgres.renew_claims(
+    still_claimed = shared.postgres.renew_claims(
         shared.batch.run_id, [item.session.id for item in chunk], shared.settings.claim_lease_minutes
     )
     for item in chunk:
-        if item.session.id not in held:
+        if item.session.id not in still_claimed:
             item.claim_lost = True
             context.log.warning(
                 "Call session %s: the claim expired and another run took it, so this run leaves it alone",
@@ -241,10 +241,10 @@ def create_contacts(
     )
 
     # A number not reserved was taken by another run since the lookup: use its contact, or wait for it.
-    taken = [e164 for e164 in by_number if e164 not in reserved]
-    if taken:
-        rows = shared.postgres.find_contact_numbers(shared.portal, taken)
-        for e164 in taken:
+    reserved_elsewhere = [e164 for e164 in by_number if e164 not in reserved]
+    if reserved_elsewhere:
+        rows = shared.postgres.find_contact_numbers(shared.portal, reserved_elsewhere)
+        for e164 in reserved_elsewhere:
             row = rows.get(e164)
             if row is not None and row.state == "known" and row.contact_id:
                 assign(e164, row.contact_id, "map")
@@ -274,7 +274,7 @@ def create_contacts(
                 )
         return
     except HubSpotError:
-        # Anything else was refused before it was applied.
+        # Anything else was rejected before it was applied.
         shared.postgres.release_contact_numbers(shared.portal, to_create, run_id)
         raise
 
@@ -287,8 +287,8 @@ def create_contacts(
     for e164, contact_id in created.items():
         assign(e164, contact_id, "created")
 
-    refused = fail_batch_errors(result, "objectWriteTraceId", by_number, "hubspot_contact_rejected")
-    shared.postgres.release_contact_numbers(shared.portal, refused, run_id)
+    rejected = fail_batch_errors(result, "objectWriteTraceId", by_number, "hubspot_contact_rejected")
+    shared.postgres.release_contact_numbers(shared.portal, rejected, run_id)
     for e164 in [e164 for e164 in to_create if e164 in by_number]:
         for item in by_number.pop(e164):
             item.fail(
@@ -308,7 +308,7 @@ def fail_batch_errors(
             for item in items_by_key.pop(value, []):
                 item.fail(
                     reason_code,
-                    f"HubSpot refused the create: {error.message} (category {error.category})",
+                    f"HubSpot rejected the create: {error.message} (category {error.category})",
                     retryable=False,
                     correlation_id=error.correlation_id,
                 )
@@ -469,9 +469,9 @@ def send_call_creates(items: list[CallSyncItem], shared: UpsertContext) -> None:
     shared.postgres.store_call_ids(created)
 
     waiting = {external_id: [item] for external_id, item in by_external_id.items() if item.engagement_id is None}
-    refused = fail_batch_errors(result, "objectWriteTraceId", waiting, "hubspot_call_rejected")
+    rejected = fail_batch_errors(result, "objectWriteTraceId", waiting, "hubspot_call_rejected")
     shared.postgres.clear_call_requests(
-        [by_external_id[external_id].session.id for external_id in refused if external_id in by_external_id]
+        [by_external_id[external_id].session.id for external_id in rejected if external_id in by_external_id]
     )
     for external_id, leftover in waiting.items():
         for item in leftover:

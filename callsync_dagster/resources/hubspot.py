@@ -58,7 +58,7 @@ _LOCKED_MIN_WAIT_SECONDS = 2.0
 _MIGRATING_DEFAULT_WAIT_SECONDS = 3600.0
 # A limiter wait longer than this means the account is paused (a daily limit, a 477), not busy: the run
 # stops instead of sleeping through it.
-_LONGEST_LIMITER_WAIT_SECONDS = 120.0
+_MAX_LIMITER_WAIT_SECONDS = 120.0
 
 
 @dataclass
@@ -294,7 +294,7 @@ class HubSpotClient:
 
     def _wait_for_limiter(self, kind: RequestKind, method: str, path: str) -> None:
         try:
-            self._limiter.acquire(kind, max_wait_seconds=_LONGEST_LIMITER_WAIT_SECONDS)
+            self._limiter.acquire(kind, max_wait_seconds=_MAX_LIMITER_WAIT_SECONDS)
         except LimiterPaused as paused:
             raise HubSpotPausedError(
                 f"requests to this HubSpot account are paused for {paused.seconds:.0f} s: {paused.reason}",
