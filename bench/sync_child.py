@@ -45,6 +45,9 @@ def run_job_loop(spec: dict[str, Any], database_url: str) -> dict[str, Any]:
             base_url=spec["standin_url"],
             requests_per_ten_seconds=spec["requests_per_ten_seconds"],
             searches_per_second=spec["searches_per_second"],
+            # As definitions.py does: the limits live in the database, so consecutive runs share one window.
+            rate_limit_database_url=database_url,
+            rate_limit_db_schema=spec["schema"],
         ),
         "settings": CallSyncSettings(
             hubspot_batch_size=spec["hubspot_batch_size"], contact_search=spec["contact_search"]

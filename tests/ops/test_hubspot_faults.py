@@ -360,3 +360,44 @@ def test_auth_failure_stops_run_without_charging(
         assert row["sync_attempts"] == 0
         assert expected_words in row["sync_reason"]
     assert not standin_objects(standin, "calls")
+
+
+def test_concurrent_runs_share_new_numbers_one_contact_each(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+    database_url: str,
+    db_schema: str,
+    search_lag: Callable[[float], None],
+) -> None:
+    # Four new numbers, five calls each, so both runs see every number; search cannot show a new contact.
+    search_lag(3600)
+    numbers = [f"+4673900000{index}" for index in range(4)]
+    session_ids = [insert_session(from_number=numbers[index % 4]) for index in range(20)]
+    environment = {
+        **os.environ,
+        "CALLSYNC_DATABASE_URL": database_url,
+        "CALLSYNC_DB_SCHEMA": db_schema,
+        "HUBSPOT_ACCESS_TOKEN": STANDIN_TOKEN,
+        "HUBSPOT_BASE_URL": standin.url,
+    }
+    script = RUN_UNTIL_KILLED.replace('"max_batch_size": 20', '"max_batch_size": 10')
+    processes = [subprocess.Popen([sys.executable, "-c", script], env=environment) for _ in range(2)]
+    for process in processes:
+        assert process.wait(timeout=120) == 0
+
+    assert contacts_per_phone(standin) == Counter(dict.fromkeys(numbers, 1))
+    statuses = Counter(
+        (session_row(db, session_id)["sync_status"], session_row(db, session_id)["sync_reason_code"])
+        for session_id in session_ids
+    )
+    assert set(statuses) <= {("synced", None), ("failed", "contact_create_in_flight")}
+
+    # The put-off sessions find the contacts in the number map on their next attempt.
+    db.execute("UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second'")
+    assert run_sync_job().success
+
+    assert contacts_per_phone(standin) == Counter(dict.fromkeys(numbers, 1))
+    assert {session_row(db, session_id)["sync_status"] for session_id in session_ids} == {"synced"}
+    assert set(calls_per_external_id(standin).values()) == {1}
