@@ -7,31 +7,22 @@ import warnings
 
 from dagster import BetaWarning, Definitions, EnvVar, mem_io_manager
 
+from callsync_dagster.environment import int_from_environment
 from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.hubspot import DEFAULT_BASE_URL, HubSpotResource
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor
+from callsync_dagster.sensors.run_failures import release_sessions_of_failed_runs
 
 # Dagster 1.13 marks parts of every sensor definition as beta and warns on each load. The warning is
 # about Dagster, not callsync, and buries callsync's own output.
 warnings.filterwarnings("ignore", category=BetaWarning)
 
 
-def int_from_environment(name: str, default: int) -> int:
-    """Read a whole number from the environment, naming the variable when its value is not one."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as error:
-        raise ValueError(f"Invalid {name} {raw!r}: set it to a whole number such as {default}.") from error
-
-
 defs = Definitions(
     jobs=[sync_calls_to_hubspot],
-    sensors=[call_sessions_due_sensor],
+    sensors=[call_sessions_due_sensor, release_sessions_of_failed_runs],
     resources={
         # Op outputs carry transcripts, which are personal data: keep them in the run's memory instead of
         # pickling them under DAGSTER_HOME. The job runs in one process, so nothing needs them on disk.

@@ -32,6 +32,11 @@ class FetchConfig(Config):
         default=False,
         description="Claim nothing and write nothing to HubSpot or the database; log the payloads instead.",
     )
+    replay_failed: bool = Field(
+        default=False,
+        description="Make every failed session due again with a fresh attempt count, then claim up to "
+        "max_batch_size due sessions; the sensor takes the rest.",
+    )
 
     @field_validator("session_ids")
     @classmethod
@@ -74,6 +79,9 @@ def fetch(
         context.log.info("Claimed %d of %d requested call sessions", len(sessions), len(config.session_ids))
 
     else:
+        if config.replay_failed:
+            requeued = postgres.requeue_failed_sessions(None, requested_by=f"run {run_id}")
+            context.log.info("Requeued %d failed call sessions for a replay", len(requeued))
         sessions = postgres.claim_due_sessions(
             run_id,
             config.max_batch_size,

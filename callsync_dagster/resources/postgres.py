@@ -417,6 +417,62 @@ class PostgresResource(ConfigurableResource):
             rows = conn.execute(query, {"limit": limit, "wait": transcript_wait_minutes}).fetchall()
         return "\n".join(str(next(iter(row.values()))) for row in rows)
 
+    # Failed sessions: the dead letter
+
+    def list_failed_sessions(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the sessions that are failed for good (no next attempt), newest first, with their errors."""
+        query = sql.SQL(
+            "SELECT id::text AS id, telavox_call_id, sync_reason_code, sync_reason, sync_attempts, updated_at"
+            " FROM {} WHERE sync_status = 'failed' AND sync_next_attempt_at IS NULL"
+            " ORDER BY updated_at DESC NULLS LAST LIMIT %(limit)s"
+        ).format(self._table("telavox_call_sessions"))
+        with self.connection() as conn:
+            return list(conn.execute(query, {"limit": limit}).fetchall())
+
+    def requeue_failed_sessions(self, session_ids: Sequence[str] | None, requested_by: str) -> list[str]:
+        """Make failed sessions due again with a fresh attempt count; `None` requeues every failed one.
+
+        Only failed sessions are touched: a synced session keeps its CALL, and a claimed one belongs to its
+        run. Returns the ids requeued; each gets a `replay_requested` sync log row naming who asked.
+        """
+        id_filter = sql.SQL(" AND id = ANY(%(ids)s::uuid[])") if session_ids is not None else sql.SQL("")
+        query = sql.SQL(
+            "WITH requeued AS ("
+            "  UPDATE {table} SET sync_status = 'pending', sync_attempts = 0, sync_next_attempt_at = NULL,"
+            "  sync_reason = NULL, sync_reason_code = NULL, updated_at = now()"
+            "  WHERE sync_status = 'failed'{id_filter}"
+            "  RETURNING id"
+            ") "
+            "INSERT INTO {log} (call_session_id, action, detail)"
+            " SELECT id, 'replay_requested', jsonb_build_object('requested_by', %(requested_by)s::text) FROM requeued"
+            " RETURNING call_session_id::text AS id"
+        ).format(table=self._table("telavox_call_sessions"), log=self._table("callsync_sync_log"), id_filter=id_filter)
+        params = {"ids": list(session_ids or []), "requested_by": requested_by}
+        with self.connection() as conn:
+            return [row["id"] for row in conn.execute(query, params).fetchall()]
+
+    def release_claims_of_run(self, run_id: str, reason: str, retry_in_minutes: float) -> list[str]:
+        """Fail the sessions a dead or failed run still holds, as retryable, so none stays `syncing`.
+
+        The attempt stays charged: a session that kills its runs reaches its attempt limit and is parked.
+        A CALL create in flight is safe to retry, because its request time makes the next attempt wait out
+        HubSpot's search lag.
+        """
+        query = sql.SQL(
+            "WITH released AS ("
+            "  UPDATE {table} SET sync_status = 'failed', sync_reason_code = 'run_failed', sync_reason = %(reason)s,"
+            "  last_error = %(reason)s, sync_claim_run_id = NULL, sync_claimed_at = NULL,"
+            "  sync_next_attempt_at = now() + make_interval(secs => %(retry)s * 60), updated_at = now()"
+            "  WHERE sync_claim_run_id = %(run_id)s AND sync_status = 'syncing'"
+            "  RETURNING id"
+            ") "
+            "INSERT INTO {log} (call_session_id, run_id, action, error)"
+            " SELECT id, %(run_id)s, 'run_failed', %(reason)s FROM released RETURNING call_session_id::text AS id"
+        ).format(table=self._table("telavox_call_sessions"), log=self._table("callsync_sync_log"))
+        params = {"run_id": run_id, "reason": reason, "retry": retry_in_minutes}
+        with self.connection() as conn:
+            return [row["id"] for row in conn.execute(query, params).fetchall()]
+
     # The number-to-contact map
 
     def find_contact_numbers(self, portal: str, numbers: Sequence[str]) -> dict[str, ContactNumber]:

@@ -6,6 +6,7 @@ import time
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from callsync_dagster.core.models import CallSession
+from callsync_dagster.environment import int_from_environment
 from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
@@ -31,7 +32,8 @@ def call_sync_run_key(sessions: list[CallSession], lease_minutes: int, now: floa
 
 @sensor(
     job=sync_calls_to_hubspot,
-    minimum_interval_seconds=30,
+    # Dagster's default; tests and small deployments can tick sooner.
+    minimum_interval_seconds=int_from_environment("CALLSYNC_SENSOR_INTERVAL_SECONDS", 30),
     default_status=DefaultSensorStatus.RUNNING,
     description="Fires when finished call sessions are due to sync; one run per batch of up to "
     "sensor_max_sessions_per_run (default 100) sessions.",

@@ -601,3 +601,25 @@ def test_concurrent_runs_sync_each_once(
     assert len(external_ids) == len(session_ids)
     assert len(set(external_ids)) == len(session_ids)
     assert {session_row(db, session_id)["sync_status"] for session_id in session_ids} == {"synced"}
+
+
+def test_replay_failed_from_run_config(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    parked = insert_session()
+    db.execute(
+        "UPDATE telavox_call_sessions SET sync_status = 'failed', sync_attempts = 5, sync_next_attempt_at = NULL,"
+        " sync_reason_code = 'hubspot_upsert' WHERE id = %s",
+        (parked,),
+    )
+    assert run_sync_job().output_for_node("write_back")["sessions"] == 0
+
+    replayed = run_sync_job(replay_failed=True)
+
+    assert replayed.success
+    row = session_row(db, parked)
+    assert (row["sync_status"], row["sync_attempts"]) == ("synced", 1)
+    assert len(_calls(standin)) == 1

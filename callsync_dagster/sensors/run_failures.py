@@ -1,0 +1,25 @@
+"""The sensor that hands back the sessions of a failed sync run, so none stays `syncing`."""
+
+from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
+
+from callsync_dagster.jobs import sync_calls_to_hubspot
+from callsync_dagster.resources.postgres import PostgresResource
+from callsync_dagster.resources.settings import CallSyncSettings
+
+
+@run_failure_sensor(
+    monitored_jobs=[sync_calls_to_hubspot],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Fires when a sync run fails (a crash, a killed worker that run monitoring noticed): fails the "
+    "sessions it still holds as retryable, with the run's error, instead of waiting for their lease to expire.",
+)
+def release_sessions_of_failed_runs(
+    context: RunFailureSensorContext, postgres: PostgresResource, settings: CallSyncSettings
+) -> None:
+    run_id = context.dagster_run.run_id
+    error = context.failure_event.message or "no error message"
+    released = postgres.release_claims_of_run(
+        run_id, f"run {run_id} failed: {error[:500]}", settings.retry_initial_delay_minutes
+    )
+    if released:
+        context.log.warning("Run %s failed holding %d call sessions; they are retried later", run_id, len(released))
