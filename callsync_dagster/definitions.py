@@ -7,7 +7,7 @@ import warnings
 
 from dagster import BetaWarning, Definitions, EnvVar, mem_io_manager
 
-from callsync_dagster.environment import int_from_environment
+from callsync_dagster.environment import int_from_environment, portal_token_variables
 from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.hubspot import DEFAULT_BASE_URL, HubSpotResource
 from callsync_dagster.resources.postgres import PostgresResource
@@ -39,6 +39,7 @@ defs = Definitions(
             requests_per_ten_seconds=int_from_environment("HUBSPOT_REQUESTS_PER_TEN_SECONDS", 100),
             searches_per_second=int_from_environment("HUBSPOT_SEARCHES_PER_SECOND", 4),
             portal=os.environ.get("HUBSPOT_PORTAL", "default"),
+            portal_token_variables=portal_token_variables(os.environ.get("HUBSPOT_PORTALS", "")),
             account_time_zone=os.environ.get("HUBSPOT_ACCOUNT_TIME_ZONE", "Europe/Stockholm"),
             rate_limit_database_url=EnvVar("CALLSYNC_DATABASE_URL"),
             rate_limit_db_schema=os.environ.get("CALLSYNC_DB_SCHEMA", "public"),

@@ -19,6 +19,8 @@ class CallSyncItem:
     """
 
     session: CallSession
+    # The HubSpot account (portal) the session syncs to: its hubspot_portal_id, or the default portal.
+    portal: str = ""
     counterparty: Counterparty | None = None
     owner_id: str | None = None
     call_properties: dict[str, str] | None = None

@@ -18,7 +18,6 @@ _ASSOCIATION_TYPES = (("contacts", hs.CALL_TO_CONTACT), ("companies", hs.CALL_TO
 def associate(
     context: OpExecutionContext, batch: CallSyncBatch, hubspot: HubSpotResource, settings: CallSyncSettings
 ) -> CallSyncBatch:
-    client = hubspot.client
 
     def associate_chunk(chunk: list[CallSyncItem]) -> None:
         if batch.dry_run:
@@ -28,6 +27,8 @@ def associate(
         items = open_items(chunk)
         if not items:
             return
+        client = hubspot.client_for(items[0].portal)
+        assert client is not None, "enrich skips the sessions of a portal without a token"
         confirmed = confirm_calls(items, client)
         add_missing_associations([item for item in confirmed if not item.call_created_now], client, batch.dry_run)
         for item in open_items(confirmed):

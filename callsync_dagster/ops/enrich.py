@@ -30,10 +30,15 @@ def enrich(
             len(unusable),
             ", ".join(unusable[:10]),
         )
-    client = hubspot.client
 
     def enrich_one(item: CallSyncItem) -> None:
         session = item.session
+
+        item.portal = hubspot.portal_of(session.hubspot_portal_id)
+        client = hubspot.client_for(item.portal)
+        if client is None:
+            item.skip("no_portal_token", hubspot.missing_token_reason(item.portal))
+            return
 
         counterparty = find_counterparty(
             session.direction,

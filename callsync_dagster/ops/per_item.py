@@ -32,12 +32,17 @@ def for_each_open_chunk(
 ) -> None:
     """Apply `work` to the open sessions `size` at a time, as HubSpot's batch requests take them.
 
-    A failure of a whole request fails the sessions of that chunk only. Failures of single sessions
-    inside a batch response are `work`'s to record.
+    Chunks hold sessions of one portal. A failure of a whole request fails the sessions of that chunk
+    only. Failures of single sessions inside a batch response are `work`'s to record.
     """
-    for chunk in chunks(batch.open_items(), size):
-        if not _guard(batch, chunk, step, partial(work, chunk), log):
-            return
+    by_portal: dict[str, list[CallSyncItem]] = {}
+    for item in batch.open_items():
+        by_portal.setdefault(item.portal, []).append(item)
+    # A chunk never mixes portals: each HubSpot request goes to one account.
+    for items in by_portal.values():
+        for chunk in chunks(items, size):
+            if not _guard(batch, chunk, step, partial(work, chunk), log):
+                return
 
 
 def chunks(items: list[CallSyncItem], size: int) -> Iterator[list[CallSyncItem]]:

@@ -61,9 +61,15 @@ def upsert(
     hubspot: HubSpotResource,
     settings: CallSyncSettings,
 ) -> CallSyncBatch:
-    shared = UpsertContext(batch, hubspot.client, postgres, settings, hubspot.portal)
+    shared_by_portal: dict[str, UpsertContext] = {}
 
     def upsert_chunk(chunk: list[CallSyncItem]) -> None:
+        portal = chunk[0].portal
+        if portal not in shared_by_portal:
+            client = hubspot.client_for(portal)
+            assert client is not None, "enrich skips the sessions of a portal without a token"
+            shared_by_portal[portal] = UpsertContext(batch, client, postgres, settings, portal)
+        shared = shared_by_portal[portal]
         if not batch.dry_run:
             renew_claims(chunk, shared, context)
         resolve_contacts(open_items(chunk), shared)

@@ -89,6 +89,7 @@ def write_back(
         for item in batch.items
         if item.outcome and item.outcome.status is SyncStatus.SKIPPED
     )
+    totals = hubspot.request_totals()
     summary = {
         "sessions": len(batch.items),
         "synced": counts[SyncStatus.SYNCED.value],
@@ -96,9 +97,9 @@ def write_back(
         "failed": counts[SyncStatus.FAILED.value],
         "claims_lost": claims_lost,
         "outcome_write_errors": write_errors,
-        "hubspot_requests": hubspot.client.request_count,
-        "hubspot_searches": hubspot.client.requests_by_kind["search"],
-        "hubspot_429s": hubspot.client.rate_limited_count,
+        "hubspot_requests": totals["requests"],
+        "hubspot_searches": totals["searches"],
+        "hubspot_429s": totals["rate_limited"],
     }
     context.log.info(
         "%sSync run summary: %s; skipped by reason: %s",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import Counter
@@ -474,46 +475,96 @@ class HubSpotResource(ConfigurableResource):
     )
     rate_limit_db_schema: str = Field(default="public", description="Schema of the rate-limit windows.")
 
-    _client: HubSpotClient | None = PrivateAttr(default=None)
+    portal_token_variables: dict[str, str] = Field(
+        default_factory=dict,
+        description="More HubSpot accounts: portal id to the name of the environment variable holding that "
+        "portal's token (names, not tokens, so no secret shows in the run config). Sessions whose "
+        "hubspot_portal_id is empty or equals `portal` use access_token.",
+    )
+
+    _clients: dict[str, HubSpotClient] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._client = self.create_client()
+        self._clients = {}
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        for client in self._clients.values():
+            client.close()
+        self._clients = {}
 
-    def create_limiter(self) -> RateLimiter:
+    def portal_of(self, hubspot_portal_id: str | None) -> str:
+        """Return the portal a session belongs to: its own id, or the default portal when it has none."""
+        return hubspot_portal_id.strip() if hubspot_portal_id and hubspot_portal_id.strip() else self.portal
+
+    def token_for(self, portal: str) -> str | None:
+        """Return the portal's token, or None when this deployment has none for it."""
+        if portal == self.portal:
+            return self.access_token
+        variable = self.portal_token_variables.get(portal)
+        return (os.environ.get(variable) or None) if variable else None
+
+    def missing_token_reason(self, portal: str) -> str:
+        variable = self.portal_token_variables.get(portal)
+        if variable:
+            return f"no HubSpot token for portal {portal}: the environment variable {variable} is empty or unset"
+        return (
+            f"no HubSpot token for portal {portal}: add the portal to HUBSPOT_PORTALS and set "
+            f"HUBSPOT_ACCESS_TOKEN_{portal}"
+        )
+
+    def create_limiter(self, portal: str | None = None, access_token: str | None = None) -> RateLimiter:
         if self.rate_limit_database_url:
             return SharedRateLimiter(
                 self.rate_limit_database_url,
                 self.rate_limit_db_schema,
-                self.portal,
-                self.access_token,
+                portal or self.portal,
+                access_token or self.access_token,
                 self.requests_per_ten_seconds,
                 self.searches_per_second,
             )
         return LocalRateLimiter(self.requests_per_ten_seconds, self.searches_per_second)
 
-    def create_client(self) -> HubSpotClient:
+    def create_client(self, portal: str | None = None) -> HubSpotClient:
+        """Create a client for `portal` (the default portal when None); raise when it has no token."""
+        portal = portal or self.portal
+        access_token = self.token_for(portal)
+        if access_token is None:
+            raise ValueError(self.missing_token_reason(portal))
         return HubSpotClient(
-            access_token=self.access_token,
+            access_token=access_token,
             base_url=self.base_url,
             timeout_seconds=self.timeout_seconds,
             max_retries=self.max_retries,
             backoff_initial_seconds=self.backoff_initial_seconds,
             backoff_max_seconds=self.backoff_max_seconds,
-            limiter=self.create_limiter(),
+            limiter=self.create_limiter(portal, access_token),
             account_time_zone=self.account_time_zone,
             logger=get_dagster_logger(),
         )
 
+    def client_for(self, portal: str) -> HubSpotClient | None:
+        """Return this run's client for `portal`, created on first use, or None when it has no token."""
+        if portal not in self._clients:
+            if self.token_for(portal) is None:
+                return None
+            self._clients[portal] = self.create_client(portal)
+        return self._clients[portal]
+
     @property
     def client(self) -> HubSpotClient:
-        if self._client is None:
-            self._client = self.create_client()
-        return self._client
+        """The default portal's client."""
+        client = self.client_for(self.portal)
+        assert client is not None, "the default portal always has access_token"
+        return client
+
+    def request_totals(self) -> Counter[str]:
+        """Sum this run's HubSpot requests over every portal's client: all, searches and 429s."""
+        totals: Counter[str] = Counter()
+        for client in self._clients.values():
+            totals["requests"] += client.request_count
+            totals["searches"] += client.requests_by_kind["search"]
+            totals["rate_limited"] += client.rate_limited_count
+        return totals
 
     @contextmanager
     def open_client(self) -> Iterator[HubSpotClient]:

@@ -48,6 +48,9 @@ class CallSyncSettings(ConfigurableResource):
     sensor_max_sessions_per_run: int = Field(
         default=100, ge=1, description="Maximum number of due sessions the sensor puts in one run request."
     )
+    sensor_max_runs_in_flight: int = Field(
+        default=4, ge=1, description="Maximum number of the sensor's runs waiting or running at once."
+    )
 
     @field_validator("default_region")
     @classmethod

@@ -210,10 +210,11 @@ def test_failed_outcome_sets_last_error(
 
 
 def test_due_query_uses_partial_index(postgres: PostgresResource, db: psycopg.Connection[Any]) -> None:
+    # A table of a million calls, nearly all synced: the sensor's query must stay an index scan.
     db.execute(
         "INSERT INTO telavox_call_sessions (telavox_call_id, ended_at, sync_status, transcription_status)"
-        " SELECT 'bulk-' || n, now() - interval '3 hours', CASE WHEN n % 50 = 0 THEN 'pending' ELSE 'synced' END,"
-        " 'completed' FROM generate_series(1, 20000) AS n"
+        " SELECT 'bulk-' || n, now() - interval '3 hours', CASE WHEN n % 500 = 0 THEN 'pending' ELSE 'synced' END,"
+        " 'completed' FROM generate_series(1, 1000000) AS n"
     )
     db.execute("ANALYZE telavox_call_sessions")
     plan = postgres.due_sessions_plan(100, WAIT)

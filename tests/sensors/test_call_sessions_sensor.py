@@ -3,9 +3,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from dagster import DagsterInstance, SkipReason, build_sensor_context
+from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, SkipReason, build_sensor_context, instance_for_test
+from dagster._core.utils import make_new_run_id
 
 from callsync_dagster.core.models import CallSession
+from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor, call_sync_run_key
@@ -132,3 +134,77 @@ def test_skip_reason_type(
     with build_sensor_context(instance=dagster_instance, resources={"postgres": postgres, "settings": settings}) as ctx:
         raw = call_sessions_due_sensor(ctx)
     assert isinstance(raw, SkipReason)
+
+
+def _insert_bulk(db: psycopg.Connection[Any], count: int, portal: str | None = None) -> None:
+    db.execute(
+        "INSERT INTO telavox_call_sessions"
+        " (telavox_call_id, direction, from_number, ended_at, transcription_status, hubspot_portal_id)"
+        " SELECT 'bulk-' || %s::text || n, 'INBOUND', '0701234567', now() - interval '1 hour', 'completed', %s"
+        " FROM generate_series(1, %s) AS n",
+        (portal or "none", portal, count),
+    )
+
+
+def test_several_runs_per_tick_up_to_limit(postgres: PostgresResource, db: psycopg.Connection[Any]) -> None:
+    _insert_bulk(db, 650)
+    settings = CallSyncSettings(sensor_max_sessions_per_run=100, sensor_max_runs_in_flight=4)
+
+    with instance_for_test() as instance:
+        result = _evaluate(instance, postgres, settings)
+
+    sizes = [len(request.run_config["ops"]["fetch"]["config"]["session_ids"]) for request in result.run_requests]
+    assert sizes == [100, 100, 100, 100]
+    all_ids = [
+        session_id
+        for request in result.run_requests
+        for session_id in request.run_config["ops"]["fetch"]["config"]["session_ids"]
+    ]
+    assert len(set(all_ids)) == 400
+    assert len({request.run_key for request in result.run_requests}) == 4
+
+
+def test_runs_in_flight_hold_back_tick(postgres: PostgresResource, db: psycopg.Connection[Any]) -> None:
+    _insert_bulk(db, 300)
+    settings = CallSyncSettings(sensor_max_runs_in_flight=3)
+
+    with instance_for_test() as instance:
+        # Queued runs need a code-location origin to be stored; NOT_STARTED counts the same way.
+        for status in (DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTED):
+            instance.add_run(
+                DagsterRun(
+                    job_name=sync_calls_to_hubspot.name,
+                    run_id=make_new_run_id(),
+                    status=status,
+                    tags={"callsync/trigger": "sensor"},
+                )
+            )
+        one_free = _evaluate(instance, postgres, settings)
+        instance.add_run(
+            DagsterRun(
+                job_name=sync_calls_to_hubspot.name,
+                run_id=make_new_run_id(),
+                status=DagsterRunStatus.STARTING,
+                tags={"callsync/trigger": "sensor"},
+            )
+        )
+        none_free = _evaluate(instance, postgres, settings)
+
+    assert len(one_free.run_requests) == 1
+    assert not none_free.run_requests
+    assert "3 sync runs are waiting or running" in str(none_free.skip_message)
+
+
+def test_one_portal_per_run(postgres: PostgresResource, db: psycopg.Connection[Any]) -> None:
+    _insert_bulk(db, 3, portal="1111")
+    _insert_bulk(db, 2, portal="2222")
+    _insert_bulk(db, 1)
+
+    with instance_for_test() as instance:
+        result = _evaluate(instance, postgres, CallSyncSettings())
+
+    portals = sorted(
+        (request.tags["callsync/portal"], len(request.run_config["ops"]["fetch"]["config"]["session_ids"]))
+        for request in result.run_requests
+    )
+    assert portals == [("1111", 3), ("2222", 2), ("default", 1)]
