@@ -8,10 +8,11 @@ import warnings
 from dagster import BetaWarning, Definitions, EnvVar, mem_io_manager
 
 from callsync_dagster.environment import int_from_environment, portal_token_variables
-from callsync_dagster.jobs import sync_calls_to_hubspot
+from callsync_dagster.jobs import backfill_calls_by_day, sync_calls_to_hubspot
 from callsync_dagster.resources.hubspot import DEFAULT_BASE_URL, HubSpotResource
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
+from callsync_dagster.schedules import nightly_backfill_schedule
 from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor
 from callsync_dagster.sensors.run_failures import release_sessions_of_failed_runs
 
@@ -21,7 +22,8 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 
 
 defs = Definitions(
-    jobs=[sync_calls_to_hubspot],
+    jobs=[sync_calls_to_hubspot, backfill_calls_by_day],
+    schedules=[nightly_backfill_schedule],
     sensors=[call_sessions_due_sensor, release_sessions_of_failed_runs],
     resources={
         # Op outputs carry transcripts, which are personal data: keep them in the run's memory instead of

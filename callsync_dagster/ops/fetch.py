@@ -82,13 +82,19 @@ def fetch(
         if config.replay_failed:
             requeued = postgres.requeue_failed_sessions(None, requested_by=f"run {run_id}")
             context.log.info("Requeued %d failed call sessions for a replay", len(requeued))
+        # A run of the daily backfill job claims only the calls that started on its day.
+        window = None
+        if context.has_partition_key:
+            window = (context.partition_time_window.start, context.partition_time_window.end)
         sessions = postgres.claim_due_sessions(
             run_id,
             config.max_batch_size,
             settings.transcript_wait_minutes,
             settings.claim_lease_minutes,
             settings.max_attempts,
+            started_between=window,
         )
-        context.log.info("Claimed %d due call sessions", len(sessions))
+        day = f" of calls started on {context.partition_key}" if window else ""
+        context.log.info("Claimed %d due call sessions%s", len(sessions), day)
 
     return CallSyncBatch(run_id=run_id, dry_run=config.dry_run, items=[CallSyncItem(session) for session in sessions])

@@ -271,20 +271,32 @@ class PostgresResource(ConfigurableResource):
     # Claiming
 
     def claim_due_sessions(
-        self, run_id: str, limit: int, transcript_wait_minutes: int, lease_minutes: int, max_attempts: int
+        self,
+        run_id: str,
+        limit: int,
+        transcript_wait_minutes: int,
+        lease_minutes: int,
+        max_attempts: int,
+        started_between: tuple[datetime, datetime] | None = None,
     ) -> list[CallSession]:
         """Claim up to `limit` due sessions for `run_id`.
 
         FOR UPDATE SKIP LOCKED lets concurrent runs claim disjoint sets without waiting on each other. The
         claim is a lease: sync_next_attempt_at is set to its expiry, after which a crashed run's sessions
         are due again. A session whose expired claims have used up `max_attempts` (a session that kills
-        its run every time) is failed instead of claimed again.
+        its run every time) is failed instead of claimed again. `started_between` (start, end) limits the
+        claim to calls that started in that window, as a day's backfill does.
         """
         self.fail_abandoned_sessions(run_id, max_attempts)
         table = self._table("telavox_call_sessions")
+        window = sql.SQL(
+            " AND coalesce(started_at, ended_at) >= %(window_start)s AND coalesce(started_at, ended_at) < %(window_end)s"
+            if started_between
+            else ""
+        )
         query = sql.SQL(
             "WITH due AS ("
-            "  SELECT id FROM {table} WHERE {due} AND {due_at} <= now() AND {ready}"
+            "  SELECT id FROM {table} WHERE {due} AND {due_at} <= now() AND {ready}{window}"
             "  ORDER BY {due_at} LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
             ") "
             "UPDATE {table} AS s SET {claim} FROM due WHERE s.id = due.id RETURNING {returning}"
@@ -295,8 +307,16 @@ class PostgresResource(ConfigurableResource):
             ready=_TRANSCRIPT_READY,
             claim=_CLAIM_ASSIGNMENTS,
             returning=_session_columns("s"),
+            window=window,
         )
-        params = {"limit": limit, "wait": transcript_wait_minutes, "run_id": run_id, "lease": lease_minutes}
+        params: dict[str, Any] = {
+            "limit": limit,
+            "wait": transcript_wait_minutes,
+            "run_id": run_id,
+            "lease": lease_minutes,
+        }
+        if started_between:
+            params["window_start"], params["window_end"] = started_between
         with self.connection() as conn:
             rows = conn.execute(query, params).fetchall()
         return sorted((CallSession.model_validate(row) for row in rows), key=_session_sort_key)
@@ -472,6 +492,49 @@ class PostgresResource(ConfigurableResource):
         params = {"run_id": run_id, "reason": reason, "retry": retry_in_minutes}
         with self.connection() as conn:
             return [row["id"] for row in conn.execute(query, params).fetchall()]
+
+    # A day's reconciliation
+
+    def synced_calls_between(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Return the synced sessions of calls that started in [start, end), with their portal and CALL id."""
+        query = sql.SQL(
+            "SELECT id, hubspot_portal_id, hubspot_engagement_id FROM {} WHERE sync_status = 'synced'"
+            " AND hubspot_engagement_id IS NOT NULL"
+            " AND coalesce(started_at, ended_at) >= %(start)s AND coalesce(started_at, ended_at) < %(end)s"
+        ).format(self._table("telavox_call_sessions"))
+        with self.connection() as conn:
+            return list(conn.execute(query, {"start": start, "end": end}).fetchall())
+
+    def requeue_deleted_calls(self, session_ids: Sequence[UUID], run_id: str) -> int:
+        """Make synced sessions whose CALL was deleted in HubSpot pending again, forgetting the CALL id."""
+        if not session_ids:
+            return 0
+        query = sql.SQL(
+            "WITH requeued AS ("
+            "  UPDATE {table} SET sync_status = 'pending', sync_attempts = 0, sync_next_attempt_at = NULL,"
+            "  hubspot_engagement_id = NULL, hubspot_call_requested_at = NULL, sync_reason = NULL,"
+            "  sync_reason_code = NULL, updated_at = now()"
+            "  WHERE id = ANY(%(ids)s::uuid[]) AND sync_status = 'synced'"
+            "  RETURNING id"
+            ") "
+            "INSERT INTO {log} (call_session_id, run_id, action, error)"
+            " SELECT id, %(run_id)s, 'call_deleted_requeued', 'the CALL is no longer in HubSpot' FROM requeued"
+        ).format(table=self._table("telavox_call_sessions"), log=self._table("callsync_sync_log"))
+        with self.connection() as conn:
+            return conn.execute(
+                query, {"ids": [str(session_id) for session_id in session_ids], "run_id": run_id}
+            ).rowcount
+
+    def day_outcome_rows(self, start: datetime, end: datetime, transcript_wait_minutes: int) -> list[dict[str, Any]]:
+        """Return one row per session of calls that started in [start, end): ended, eligible, status, reason."""
+        query = sql.SQL(
+            "SELECT ended_at IS NOT NULL AS ended,"
+            " (ended_at IS NOT NULL AND {ready}) AS eligible, sync_status, sync_reason_code"
+            " FROM {table}"
+            " WHERE coalesce(started_at, ended_at) >= %(start)s AND coalesce(started_at, ended_at) < %(end)s"
+        ).format(table=self._table("telavox_call_sessions"), ready=_TRANSCRIPT_READY)
+        with self.connection() as conn:
+            return list(conn.execute(query, {"start": start, "end": end, "wait": transcript_wait_minutes}).fetchall())
 
     # The number-to-contact map
 
