@@ -30,6 +30,7 @@ test: $(INSTALLED)
 # Full size takes a long time; shrink it with BENCH_SESSIONS, BENCH_PER_CALL_SESSIONS and BENCH_MEMORY_SESSIONS.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.sensor_tick
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check callsync_dagster tests
