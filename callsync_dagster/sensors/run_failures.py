@@ -2,6 +2,7 @@
 
 from dagster import DefaultSensorStatus, RunFailureSensorContext, run_failure_sensor
 
+from callsync_dagster.environment import int_from_environment
 from callsync_dagster.jobs import backfill_calls_by_day, sync_calls_to_hubspot
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
@@ -10,6 +11,7 @@ from callsync_dagster.resources.settings import CallSyncSettings
 @run_failure_sensor(
     monitored_jobs=[sync_calls_to_hubspot, backfill_calls_by_day],
     default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=int_from_environment("CALLSYNC_SENSOR_INTERVAL_SECONDS", 30),
     description="Fires when a sync run fails (a crash, a killed worker that run monitoring noticed): fails the "
     "sessions it still holds as retryable, with the run's error, instead of waiting for their lease to expire.",
 )
