@@ -38,9 +38,12 @@ def sync_calls_to_hubspot() -> None:
         "confirm the day's synced CALLs still exist in HubSpot and requeue deleted ones, and count the day. "
         "Runs daily for the previous day; backfill any range from the UI or `dagster job backfill`."
     ),
-    # A day can hold more calls than a sensor batch; the chunked HubSpot steps keep memory bounded.
-    config={"ops": {"fetch": {"config": {"max_batch_size": 10_000}}}},
-    tags={"callsync/workflow": "calls", "callsync/trigger": "backfill"},
+    # A day can hold more calls than a sensor batch; the chunked HubSpot steps keep memory bounded, and the
+    # leases are renewed chunk by chunk. Sessions beyond the batch are due, so the sensor takes them.
+    config={"ops": {"fetch": {"config": {"max_batch_size": 2_000}}}},
+    # A long day outlasts the instance's default maximum runtime (deploy/dagster.yaml), which is set for
+    # sensor runs of 100 sessions.
+    tags={"callsync/workflow": "calls", "callsync/trigger": "backfill", "dagster/max_runtime": "3600"},
 )
 def backfill_calls_by_day() -> None:
     reconcile_day(write_back(associate(upsert(enrich(fetch())))))
