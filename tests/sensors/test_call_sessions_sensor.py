@@ -208,3 +208,24 @@ def test_one_portal_per_run(postgres: PostgresResource, db: psycopg.Connection[A
         for request in result.run_requests
     )
     assert portals == [("1111", 3), ("2222", 2), ("default", 1)]
+
+
+def test_failing_batch_does_not_starve_others(postgres: PostgresResource, db: psycopg.Connection[Any]) -> None:
+    # A hundred old sessions that fail every time, then five new ones behind them.
+    _insert_bulk(db, 100, portal="1111")
+    db.execute("UPDATE telavox_call_sessions SET ended_at = now() - interval '2 days'")
+    _insert_bulk(db, 5, portal="2222")
+    settings = CallSyncSettings(sensor_max_sessions_per_run=100, sensor_max_runs_in_flight=1)
+
+    with instance_for_test() as instance:
+        first = _evaluate(instance, postgres, settings)
+        # Their run fails them all as retryable; backoff moves their next attempt out.
+        db.execute(
+            "UPDATE telavox_call_sessions SET sync_status = 'failed', sync_attempts = 1,"
+            " sync_next_attempt_at = now() + interval '5 minutes' WHERE hubspot_portal_id = '1111'"
+        )
+        second = _evaluate(instance, postgres, settings)
+
+    assert [request.tags["callsync/portal"] for request in first.run_requests] == ["1111"]
+    assert [request.tags["callsync/portal"] for request in second.run_requests] == ["2222"]
+    assert len(second.run_requests[0].run_config["ops"]["fetch"]["config"]["session_ids"]) == 5
