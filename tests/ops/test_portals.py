@@ -63,9 +63,7 @@ def test_each_portal_syncs_with_its_token(
 
     assert run_two_portals(SECOND_TOKEN).success
 
-    assert {session_row(db, session_id)["sync_status"] for session_id in (default_portal, own_id, second)} == {
-        "synced"
-    }
+    assert {session_row(db, session_id)["sync_status"] for session_id in (default_portal, own_id, second)} == {"synced"}
     assert len(standin_objects(two_portal_standin, "calls")) == 3
 
 
