@@ -31,6 +31,7 @@ test: $(INSTALLED)
 bench: $(INSTALLED)
 	$(BIN)/python -m bench.run
 	$(BIN)/python -m bench.sensor_tick
+	$(BIN)/python -m bench.latency
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check callsync_dagster tests

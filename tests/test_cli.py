@@ -27,7 +27,7 @@ def test_migrate_applies_then_nothing_due(database_url: str, schema: str) -> Non
     first = subprocess.run([CALLSYNC, "migrate", "--schema", schema], env=environment, capture_output=True, text=True)
     second = subprocess.run([CALLSYNC, "migrate", "--schema", schema], env=environment, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    assert f"Applied 4 migrations to schema {schema}" in first.stdout
+    assert f"Applied 5 migrations to schema {schema}" in first.stdout
     assert second.returncode == 0, second.stderr
     assert "none were due" in second.stdout
 

@@ -48,3 +48,38 @@ CONTACT_PROPERTIES_READ: Final = ("firstname", "lastname", "email", "phone", "mo
 # number (no country code, no trunk zero).
 SEARCHABLE_PHONE_PROPERTY: Final = "hs_searchable_calculated_phone_number"
 SEARCHABLE_MOBILE_PROPERTY: Final = "hs_searchable_calculated_mobile_number"
+
+# Association type ids of the legacy conversation workflow's deals, notes and tasks.
+NOTE_TO_CONTACT: Final = 202
+NOTE_TO_COMPANY: Final = 190
+NOTE_TO_DEAL: Final = 214
+TASK_TO_CONTACT: Final = 204
+TASK_TO_COMPANY: Final = 192
+TASK_TO_DEAL: Final = 216
+DEAL_TO_CONTACT: Final = 3
+CONTACT_TO_DEAL: Final = 4
+
+# Values of hs_task_status, hs_task_priority and hs_task_type that callsync uses.
+TASK_STATUS_NOT_STARTED: Final = "NOT_STARTED"
+TASK_STATUS_COMPLETED: Final = "COMPLETED"
+TASK_PRIORITY_NONE: Final = "NONE"
+TASK_PRIORITY_LOW: Final = "LOW"
+TASK_PRIORITY_MEDIUM: Final = "MEDIUM"
+TASK_PRIORITY_HIGH: Final = "HIGH"
+TASK_TYPE_CALL: Final = "CALL"
+TASK_TYPE_TODO: Final = "TODO"
+
+# The id of the pipeline every HubSpot account starts with.
+DEFAULT_DEAL_PIPELINE: Final = "default"
+
+DEAL_PROPERTIES_READ: Final = ("dealname", "pipeline", "dealstage", "hubspot_owner_id", "createdate")
+NOTE_PROPERTIES_READ: Final = ("hs_note_body", "hs_timestamp", "hubspot_owner_id")
+TASK_PROPERTIES_READ: Final = (
+    "hs_task_subject",
+    "hs_task_body",
+    "hs_task_status",
+    "hs_task_priority",
+    "hs_task_type",
+    "hs_timestamp",
+    "hubspot_owner_id",
+)

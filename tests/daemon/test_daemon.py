@@ -271,8 +271,7 @@ def test_killed_run_sessions_recovered(
     db: psycopg.Connection[Any],
     standin: StandinServer,
 ) -> None:
-    by_lease = insert_session(from_number="070-400 00 01")
-    by_release = insert_session(from_number="070-400 00 02")
+    session_ids = [insert_session(from_number="070-400 00 01"), insert_session(from_number="070-400 00 02")]
     # Hold the CALL create so the run worker is mid-request when it is killed. The stand-in carries the
     # request out once the client's connection closes, as HubSpot may after a client dies.
     add_fault(standin, {"status": None, "count": 1, "path": CALL_CREATE_PATH, "method": "POST", "delay_seconds": 60})
@@ -287,65 +286,47 @@ def test_killed_run_sessions_recovered(
     )
     os.kill(pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    # One session's lease expires now, as it would after claim_lease_minutes, so the due-sessions sensor
-    # requests a new run for it within about 10 s. The other keeps its lease until the run-failure sensor,
-    # which ticks every 30 s, releases it. That sensor releases only sessions still claimed by the killed run.
-    db.execute(
-        "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second' WHERE id = %s",
-        (by_lease,),
-    )
 
     killed = daemon.wait_until(
         lambda: finished_run(instance, first_run.run_id), MAX_RUNTIME_SECONDS + 15, "the killed run to finish"
     )
     marked_failed_after = time.monotonic() - killed_at
-    daemon.wait_until(
-        lambda: row_when(db, by_lease, lambda row: row["sync_status"] == "synced"),
-        STEP_TIMEOUT_SECONDS,
-        "the session whose lease expired to be synced",
-    )
-    released = daemon.wait_until(
-        lambda: row_when(db, by_release, lambda row: row["sync_status"] != "syncing"),
-        STEP_TIMEOUT_SECONDS,
-        "the run-failure sensor to release the other session",
-    )
+    # The run-failure sensor hands back both sessions the dead run held, long before their lease expires.
+    released = [
+        daemon.wait_until(
+            lambda session_id=session_id: row_when(db, session_id, lambda row: row["sync_status"] != "syncing"),
+            STEP_TIMEOUT_SECONDS,
+            "the run-failure sensor to release the sessions",
+        )
+        for session_id in session_ids
+    ]
 
     assert killed.status == DagsterRunStatus.FAILURE
     # Dagster 1.13's code server checks every 0.5 s that the run workers it started are alive
     # (`_check_for_orphaned_runs` in dagster/_grpc/server.py), so the run fails long before its max runtime.
     assert marked_failed_after < 10, f"the killed run was marked failed {marked_failed_after:.1f} s after the kill"
-    assert released["sync_status"] == "failed"
-    assert released["sync_reason_code"] == "run_failed"
-    assert released["sync_claim_run_id"] is None
-    assert released["sync_next_attempt_at"] is not None
+    for row in released:
+        assert row["sync_status"] == "failed"
+        assert row["sync_reason_code"] == "run_failed"
+        assert row["sync_claim_run_id"] is None
+        assert row["sync_next_attempt_at"] is not None
 
-    # Let the released session's retry delay pass.
+    # Let the retry delay pass; the next sensor run syncs both.
     db.execute(
-        "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second' WHERE id = %s",
-        (by_release,),
+        "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second' WHERE id = ANY(%s::uuid[])",
+        (session_ids,),
     )
-    runs = daemon.wait_until(
-        lambda: finished_sensor_runs(instance, 3), STEP_TIMEOUT_SECONDS, "the released session's run to finish"
-    )
+    runs = daemon.wait_until(lambda: finished_sensor_runs(instance, 2), STEP_TIMEOUT_SECONDS, "the retry run to finish")
 
-    assert [run.status for run in runs] == [
-        DagsterRunStatus.FAILURE,
-        DagsterRunStatus.SUCCESS,
-        DagsterRunStatus.SUCCESS,
-    ], daemon.log_tail()
-    assert len({run.tags["dagster/run_key"] for run in runs}) == 3
-    assert [fetch_config(run)["session_ids"] for run in runs[1:]] == [[by_lease], [by_release]]
-    # The create in flight at the kill made both CALLs, and the retries found them instead of creating more.
+    assert [run.status for run in runs] == [DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS], daemon.log_tail()
+    assert runs[0].tags["dagster/run_key"] != runs[1].tags["dagster/run_key"]
+    # The create in flight at the kill made both CALLs, and the retry found them instead of creating more.
     calls = standin_objects(standin, "calls")
     assert len(calls) == 2
-    lease_row = session_row(db, by_lease)
-    release_row = session_row(db, by_release)
-    assert {lease_row["hubspot_engagement_id"], release_row["hubspot_engagement_id"]} == {call["id"] for call in calls}
-    assert lease_row["sync_status"] == "synced"
-    assert release_row["sync_status"] == "synced"
-    lease_actions = [(entry["run_id"], entry["action"]) for entry in sync_log(db, by_lease)]
-    release_actions = [(entry["run_id"], entry["action"]) for entry in sync_log(db, by_release)]
-    assert (runs[1].run_id, "call_found_existing") in lease_actions
-    assert "run_failed" not in [action for _, action in lease_actions]
-    assert (first_run.run_id, "run_failed") in release_actions
-    assert (runs[2].run_id, "call_found_existing") in release_actions
+    rows = [session_row(db, session_id) for session_id in session_ids]
+    assert {row["hubspot_engagement_id"] for row in rows} == {call["id"] for call in calls}
+    assert {row["sync_status"] for row in rows} == {"synced"}
+    for session_id in session_ids:
+        actions = [(entry["run_id"], entry["action"]) for entry in sync_log(db, session_id)]
+        assert (first_run.run_id, "run_failed") in actions
+        assert (runs[1].run_id, "call_found_existing") in actions
