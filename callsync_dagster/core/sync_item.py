@@ -8,6 +8,7 @@ from typing import Any
 
 from callsync_dagster.core.counterparty import Counterparty
 from callsync_dagster.core.models import CallSession, SessionOutcome, SyncLogEntry, SyncStatus
+from callsync_dagster.core.phone import PhoneNumber
 
 
 @dataclass
@@ -36,6 +37,14 @@ class CallSyncItem:
     # Set when another run took the session after this run's lease expired; nothing more is done or
     # written for it here.
     claim_lost: bool = False
+
+    @property
+    def prefilled_contact_id(self) -> str | None:
+        return self.session.hubspot_contact_id
+
+    @property
+    def phone_number(self) -> PhoneNumber | None:
+        return self.counterparty.number if self.counterparty else None
 
     @property
     def is_done(self) -> bool:
