@@ -8,12 +8,13 @@ import warnings
 from dagster import BetaWarning, Definitions, EnvVar, mem_io_manager
 
 from callsync_dagster.environment import int_from_environment, portal_token_variables
-from callsync_dagster.jobs import backfill_calls_by_day, sync_calls_to_hubspot
+from callsync_dagster.jobs import backfill_calls_by_day, sync_calls_to_hubspot, sync_conversations_to_hubspot
 from callsync_dagster.resources.hubspot import DEFAULT_BASE_URL, HubSpotResource
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 from callsync_dagster.schedules import nightly_backfill_schedule
 from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor
+from callsync_dagster.sensors.conversations import conversations_due_sensor
 from callsync_dagster.sensors.run_failures import release_sessions_of_failed_runs
 
 # Dagster 1.13 marks parts of every sensor definition as beta and warns on each load. The warning is
@@ -22,9 +23,9 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 
 
 defs = Definitions(
-    jobs=[sync_calls_to_hubspot, backfill_calls_by_day],
+    jobs=[sync_calls_to_hubspot, backfill_calls_by_day, sync_conversations_to_hubspot],
     schedules=[nightly_backfill_schedule],
-    sensors=[call_sessions_due_sensor, release_sessions_of_failed_runs],
+    sensors=[call_sessions_due_sensor, release_sessions_of_failed_runs, conversations_due_sensor],
     resources={
         # Op outputs carry transcripts, which are personal data: keep them in the run's memory instead of
         # pickling them under DAGSTER_HOME. The job runs in one process, so nothing needs them on disk.

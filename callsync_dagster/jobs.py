@@ -3,6 +3,12 @@
 from dagster import in_process_executor, job
 
 from callsync_dagster.ops.associate import associate
+from callsync_dagster.ops.conversations import (
+    enrich_conversations,
+    fetch_conversations,
+    upsert_conversations,
+    write_back_conversations,
+)
 from callsync_dagster.ops.enrich import enrich
 from callsync_dagster.ops.fetch import fetch
 from callsync_dagster.ops.reconcile import reconcile_day
@@ -47,3 +53,20 @@ def sync_calls_to_hubspot() -> None:
 )
 def backfill_calls_by_day() -> None:
     reconcile_day(write_back(associate(upsert(enrich(fetch())))))
+
+
+SYNC_CONVERSATIONS_JOB_NAME = "sync_conversations_to_hubspot"
+
+
+@job(
+    name=SYNC_CONVERSATIONS_JOB_NAME,
+    executor_def=in_process_executor,
+    description=(
+        "The legacy workflow: sync finished ElevenLabs conversations to HubSpot as a contact, a deal in the "
+        "configured pipeline, a note with the summary, insights and transcript, and a follow-up task when the "
+        "sentiment is positive; one sync_history row per object written."
+    ),
+    tags={"callsync/workflow": "conversations"},
+)
+def sync_conversations_to_hubspot() -> None:
+    write_back_conversations(upsert_conversations(enrich_conversations(fetch_conversations())))

@@ -39,6 +39,10 @@ class CallSyncItem:
     claim_lost: bool = False
 
     @property
+    def label(self) -> str:
+        return f"call session {self.session.id}"
+
+    @property
     def prefilled_contact_id(self) -> str | None:
         return self.session.hubspot_contact_id
 

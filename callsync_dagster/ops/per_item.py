@@ -2,9 +2,10 @@
 
 import logging
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from functools import partial
+from typing import Protocol, TypeVar
 
-from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.resources.hubspot_errors import (
     HubSpotAuthError,
     HubSpotError,
@@ -14,9 +15,42 @@ from callsync_dagster.resources.hubspot_errors import (
 )
 
 
-def for_each_open_item(
-    batch: CallSyncBatch, step: str, work: Callable[[CallSyncItem], None], log: logging.Logger
-) -> None:
+class WorkItem(Protocol):
+    """A call session's or a conversation's item, as far as the step runners need it."""
+
+    portal: str
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def is_done(self) -> bool: ...
+
+    def fail(
+        self,
+        reason_code: str,
+        message: str,
+        *,
+        retryable: bool,
+        correlation_id: str | None = None,
+        charge_attempt: bool = True,
+        retry_at: datetime | None = None,
+    ) -> None: ...
+
+    def defer(self, reason_code: str, message: str, retry_at: datetime, correlation_id: str | None = None) -> None: ...
+
+
+Item = TypeVar("Item", bound=WorkItem)
+
+
+class WorkBatch(Protocol[Item]):
+    stop_reason: str | None
+    paused_reason: str | None
+
+    def open_items(self) -> list[Item]: ...
+
+
+def for_each_open_item(batch: WorkBatch[Item], step: str, work: Callable[[Item], None], log: logging.Logger) -> None:
     """Apply `work` to every session still open, turning its failures into that session's outcome."""
     for item in batch.open_items():
         if not _guard(batch, [item], step, partial(work, item), log):
@@ -24,10 +58,10 @@ def for_each_open_item(
 
 
 def for_each_open_chunk(
-    batch: CallSyncBatch,
+    batch: WorkBatch[Item],
     step: str,
     size: int,
-    work: Callable[[list[CallSyncItem]], None],
+    work: Callable[[list[Item]], None],
     log: logging.Logger,
 ) -> None:
     """Apply `work` to the open sessions `size` at a time, as HubSpot's batch requests take them.
@@ -35,7 +69,7 @@ def for_each_open_chunk(
     Chunks hold sessions of one portal. A failure of a whole request fails the sessions of that chunk
     only. Failures of single sessions inside a batch response are `work`'s to record.
     """
-    by_portal: dict[str, list[CallSyncItem]] = {}
+    by_portal: dict[str, list[Item]] = {}
     for item in batch.open_items():
         by_portal.setdefault(item.portal, []).append(item)
     # A chunk never mixes portals: each HubSpot request goes to one account.
@@ -45,18 +79,16 @@ def for_each_open_chunk(
                 return
 
 
-def chunks(items: list[CallSyncItem], size: int) -> Iterator[list[CallSyncItem]]:
+def chunks(items: list[Item], size: int) -> Iterator[list[Item]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def open_items(items: list[CallSyncItem]) -> list[CallSyncItem]:
+def open_items(items: list[Item]) -> list[Item]:
     return [item for item in items if not item.is_done]
 
 
-def _guard(
-    batch: CallSyncBatch, items: list[CallSyncItem], step: str, work: Callable[[], None], log: logging.Logger
-) -> bool:
+def _guard(batch: WorkBatch[Item], items: list[Item], step: str, work: Callable[[], None], log: logging.Logger) -> bool:
     """Run `work`; return False when the whole run must stop (a rejected token, a paused account)."""
     try:
         work()
@@ -86,8 +118,8 @@ def _guard(
         # A bug or unexpected data must not take the rest of the batch down. The traceback goes to the
         # log, and the sessions are retried under the attempt limit.
         log.exception(
-            "Call sessions %s failed in %s with an unexpected error",
-            ", ".join(str(item.session.id) for item in items[:5]) + (" ..." if len(items) > 5 else ""),
+            "%s failed in %s with an unexpected error",
+            ", ".join(item.label for item in items[:5]) + (" ..." if len(items) > 5 else ""),
             step,
         )
         for item in open_items(items):
@@ -95,14 +127,14 @@ def _guard(
     return True
 
 
-def stop_batch(batch: CallSyncBatch, error: HubSpotAuthError, log: logging.Logger) -> None:
+def stop_batch(batch: WorkBatch[Item], error: HubSpotAuthError, log: logging.Logger) -> None:
     batch.stop_reason = str(error)
     log.error("Stopping the run: %s", error)
     for item in batch.open_items():
         item.fail("hubspot_auth", str(error), retryable=True, correlation_id=error.correlation_id, charge_attempt=False)
 
 
-def pause_batch(batch: CallSyncBatch, error: HubSpotPausedError, log: logging.Logger) -> None:
+def pause_batch(batch: WorkBatch[Item], error: HubSpotPausedError, log: logging.Logger) -> None:
     batch.paused_reason = str(error)
     log.warning("Stopping the run early, its sessions wait until %s: %s", error.resume_at.isoformat(), error)
     for item in batch.open_items():

@@ -45,6 +45,18 @@ class CallSyncSettings(ConfigurableResource):
         description="How long after a create HubSpot's search may still miss the object. A CALL or contact create "
         "that may have been applied is not repeated before this much time has passed.",
     )
+    deal_pipeline: str = Field(
+        default="default", description="Conversation workflow: the pipeline of the deals it creates."
+    )
+    deal_stage_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Conversation workflow: insights.deal_stage value to HubSpot deal stage id. Empty: callsync's "
+        "map for HubSpot's default pipeline.",
+    )
+    deal_default_stage: str = Field(
+        default="appointmentscheduled",
+        description="Conversation workflow: the stage of a deal whose insights name no stage or an unknown one.",
+    )
     sensor_max_sessions_per_run: int = Field(
         default=100, ge=1, description="Maximum number of due sessions the sensor puts in one run request."
     )
