@@ -18,6 +18,7 @@ from psycopg import sql
 
 from callsync_dagster.db.embedded import start_embedded_postgres
 from callsync_dagster.db.migrate import apply_migrations
+from callsync_dagster.demo.conversations import build_demo_conversations, insert_demo_conversations
 from callsync_dagster.demo.seed_data import DemoDataset, build_demo_dataset, insert_demo_dataset
 from callsync_dagster.hubspot_standin import StandinServer, StandinState
 
@@ -63,8 +64,12 @@ def seed(url: str, standin: StandinServer) -> DemoDataset:
     dataset = build_demo_dataset()
     with psycopg.connect(url) as conn:
         insert_demo_dataset(conn, DEMO_SCHEMA, dataset)
+        insert_demo_conversations(conn, DEMO_SCHEMA, build_demo_conversations())
     httpx.post(f"{standin.url}/_standin/seed", json=dataset.standin_seed, timeout=30).raise_for_status()
-    print(f"Seeded {len(dataset.sessions)} call sessions and the stand-in's owners, companies and contacts")
+    print(
+        f"Seeded {len(dataset.sessions)} call sessions, {len(build_demo_conversations().conversations)} ElevenLabs "
+        "conversations, and the stand-in's owners, companies and contacts"
+    )
     return dataset
 
 
@@ -122,11 +127,67 @@ def run_demo() -> int:
                 break
 
         requests = httpx.get(f"{standin.url}/_standin/requests", timeout=10).json()
+        conversations_ok = sync_demo_conversations(defs, instance, database_url, standin)
 
     actual = count_outcomes(database_url)
     expected = expected_report_counts(dataset)
     print_report(actual, expected, requests, runs, time.monotonic() - started)
-    return 0 if report_mismatches(actual, expected) == [] else 1
+    return 0 if report_mismatches(actual, expected) == [] and conversations_ok else 1
+
+
+def sync_demo_conversations(defs: Any, instance: Any, database_url: str, standin: StandinServer) -> bool:
+    """Run the conversation workflow until nothing is due, then once more to show it creates nothing new."""
+    from callsync_dagster.jobs import SYNC_CONVERSATIONS_JOB_NAME
+
+    job = defs.resolve_job_def(SYNC_CONVERSATIONS_JOB_NAME)
+    # The call demo seeds deals of its own; count only what the conversation runs add.
+    before = {kind: len(standin_objects(standin, kind)) for kind in ("deals", "notes", "tasks")}
+    for attempt in ("sync", "rerun"):
+        result = job.execute_in_process(
+            instance=instance,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            tags={"callsync/trigger": "demo"},
+            raise_on_error=False,
+        )
+        if not result.success:
+            print(f"Conversation run {result.run_id} failed; open it with `make ui`", file=sys.stderr)
+            return False
+        if attempt == "sync":
+            created = {kind: len(standin_objects(standin, kind)) - before[kind] for kind in before}
+    after_rerun = {kind: len(standin_objects(standin, kind)) - before[kind] for kind in before}
+
+    query = sql.SQL("SELECT sync_status, count(*) FROM {} GROUP BY 1").format(
+        sql.Identifier(DEMO_SCHEMA, "conversations")
+    )
+    history_query = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(DEMO_SCHEMA, "sync_history"))
+    with psycopg.connect(database_url) as conn:
+        statuses: dict[str, int] = dict(conn.execute(query).fetchall())
+        history_rows = conn.execute(history_query).fetchone()
+    expected = build_demo_conversations().expected_counts()
+    actual = {
+        "synced": statuses.get("synced", 0),
+        "skipped": statuses.get("skipped", 0),
+        "pending": statuses.get("pending", 0),
+        **created,
+    }
+    print()
+    print(f"{'conversations':<34}{'count':>10}{'seeded as':>11}")
+    for key in ("synced", "skipped", "pending", "deals", "notes", "tasks"):
+        print(f"{key:<34}{actual[key]:>10}{expected[key]:>11}")
+    print(f"sync_history rows:   {history_rows[0] if history_rows else 0}")
+    print(f"Created by a rerun:  {sum(after_rerun.values()) - sum(created.values())} objects")
+    mismatched = [key for key in expected if actual[key] != expected[key]]
+    for key in mismatched:
+        print(f"MISMATCH conversations {key}: {actual[key]} after the sync, {expected[key]} expected", file=sys.stderr)
+    return not mismatched and after_rerun == created
+
+
+def standin_objects(standin: StandinServer, object_type: str) -> list[Any]:
+    response = httpx.get(
+        f"{standin.url}/_standin/objects/{object_type}", params={"properties": "hs_object_id"}, timeout=30
+    )
+    response.raise_for_status()
+    return list(response.json()["results"])
 
 
 def count_outcomes(database_url: str) -> Counter[str]:
