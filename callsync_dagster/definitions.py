@@ -15,7 +15,7 @@ from callsync_dagster.resources.settings import CallSyncSettings
 from callsync_dagster.schedules import nightly_backfill_schedule
 from callsync_dagster.sensors.call_sessions import call_sessions_due_sensor
 from callsync_dagster.sensors.conversations import conversations_due_sensor
-from callsync_dagster.sensors.run_failures import release_sessions_of_failed_runs
+from callsync_dagster.sensors.run_failures import release_sessions_of_cancelled_runs, release_sessions_of_failed_runs
 
 # Dagster 1.13 marks parts of every sensor definition as beta and warns on each load. The warning is
 # about Dagster, not callsync, and buries callsync's own output.
@@ -25,7 +25,12 @@ warnings.filterwarnings("ignore", category=BetaWarning)
 defs = Definitions(
     jobs=[sync_calls_to_hubspot, backfill_calls_by_day, sync_conversations_to_hubspot],
     schedules=[nightly_backfill_schedule],
-    sensors=[call_sessions_due_sensor, release_sessions_of_failed_runs, conversations_due_sensor],
+    sensors=[
+        call_sessions_due_sensor,
+        release_sessions_of_failed_runs,
+        release_sessions_of_cancelled_runs,
+        conversations_due_sensor,
+    ],
     resources={
         # Op outputs carry transcripts, which are personal data: keep them in the run's memory instead of
         # pickling them under DAGSTER_HOME. The job runs in one process, so nothing needs them on disk.

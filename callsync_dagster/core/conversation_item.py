@@ -25,6 +25,8 @@ class ConversationSyncItem:
     portal: str = ""
     owner_id: str | None = None
     contact_id: str | None = None
+    # Where contact_id came from: prefilled, map, run, search or created.
+    contact_source: str | None = None
     contact_label: str | None = None
     deal_id: str | None = None
     note_id: str | None = None

@@ -103,11 +103,24 @@ def add_missing_associations(items: list[CallSyncItem], client: HubSpotClient, d
             for _, item, expected_id in missing:
                 item.record("association_would_be_added", detail={"to": to_type, "id": expected_id})
             continue
-        client.batch_create_associations(
+        rejected = client.batch_create_associations(
             "calls", to_type, type_id, [(call_id, expected_id) for call_id, _, expected_id in missing]
         )
-        for _, item, expected_id in missing:
-            item.record("association_added", hubspot_object_id=expected_id, detail={"to": to_type})
+        rejected_pairs = {(call_id, to_id): error for call_id, to_id, error in rejected}
+        for call_id, item, expected_id in missing:
+            error = rejected_pairs.get((call_id, expected_id))
+            if error is None:
+                item.record("association_added", hubspot_object_id=expected_id, detail={"to": to_type})
+                continue
+            # Only this session fails; the other CALLs of the chunk are associated and synced.
+            item.fail(
+                "hubspot_association_rejected",
+                f"HubSpot rejected the association of CALL {call_id} to {to_type} {expected_id}: {error.message}; "
+                f"check that the record exists in HubSpot, or clear its id "
+                "on the call session",
+                retryable=False,
+                correlation_id=error.correlation_id,
+            )
 
 
 def target_id(item: CallSyncItem, to_type: str) -> str | None:

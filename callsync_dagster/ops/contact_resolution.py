@@ -16,9 +16,14 @@ from callsync_dagster.core.contacts import choose_contact, new_contact_propertie
 from callsync_dagster.core.hubspot_search import contact_search_bodies
 from callsync_dagster.core.phone import PhoneNumber, normalize_phone_number
 from callsync_dagster.resources.hubspot import BatchResult, HubSpotClient
-from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTransientError
+from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTransientError, HubSpotValidationError
 from callsync_dagster.resources.postgres import ContactNumber, PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
+
+# A reservation is stamped before the create waits for the rate limiter (up to 120 s), retries a refusal and
+# waits for its answer (30 s). Another run takes it over only after this much more than the search lag, so a
+# create still on its way is never repeated.
+IN_FLIGHT_MARGIN_SECONDS = 300.0
 
 # assign(number, contact id, where it came from) gives every waiting item of the number its contact.
 Assign = Callable[[str, str, str], None]
@@ -43,6 +48,8 @@ class ContactSeeker(Failable, Protocol):
     """An item that needs the contact of one phone number, unless its contact is already known."""
 
     contact_id: str | None
+    # Where contact_id came from: prefilled, map, run, search or created.
+    contact_source: str | None
 
     @property
     def prefilled_contact_id(self) -> str | None: ...
@@ -74,6 +81,11 @@ class ContactLookup:
     def search_lag(self) -> timedelta:
         return timedelta(seconds=self.settings.search_lag_seconds)
 
+    @property
+    def takeover_after(self) -> timedelta:
+        """How old another run's reservation must be before this run may create the contact itself."""
+        return self.search_lag + timedelta(seconds=IN_FLIGHT_MARGIN_SECONDS)
+
 
 def resolve_contacts(items: Sequence[ContactSeeker], shared: ContactLookup) -> None:
     """Give every session its contact: prefilled, known from the map, found by search, or created."""
@@ -93,6 +105,7 @@ def resolve_contacts(items: Sequence[ContactSeeker], shared: ContactLookup) -> N
         shared.contacts_by_number[e164] = contact_id
         for item in by_number.pop(e164, []):
             item.contact_id = contact_id
+            item.contact_source = source
             action = "contact_created" if source == "created" else "contact_matched"
             item.record(action, hubspot_object_id=contact_id, detail={"phone": e164, "from": source})
 
@@ -112,7 +125,8 @@ def resolve_contacts(items: Sequence[ContactSeeker], shared: ContactLookup) -> N
 
     # 2. Search HubSpot for the rest, then confirm every hit on the client.
     found = search_contacts([numbers[e164] for e164 in by_number], shared)
-    shared.postgres.remember_contacts(shared.portal, {e164: match[0] for e164, match in found.items()})
+    if not shared.dry_run:
+        shared.postgres.remember_contacts(shared.portal, {e164: match[0] for e164, match in found.items()})
     for e164, (contact_id, ambiguous_ids) in found.items():
         if ambiguous_ids:
             for item in by_number.get(e164, []):
@@ -165,7 +179,7 @@ def defer_creates_in_flight(
     for e164, row in mapped.items():
         if row.state != "creating" or e164 not in by_number:
             continue
-        retry_at = (row.requested_at or now) + shared.search_lag
+        retry_at = (row.requested_at or now) + shared.takeover_after
         if retry_at <= now:
             continue  # that run died; the search decides
         for item in by_number.pop(e164):
@@ -214,7 +228,7 @@ def create_contacts(
     """Create one contact per unknown number in one batch request, reserving each number first."""
     run_id = shared.run_id
     reserved = shared.postgres.reserve_contact_numbers(
-        shared.portal, list(by_number), run_id, shared.settings.search_lag_seconds
+        shared.portal, list(by_number), run_id, shared.takeover_after.total_seconds()
     )
 
     # A number not reserved was taken by another run since the lookup: use its contact, or wait for it.
@@ -230,16 +244,38 @@ def create_contacts(
     if not to_create:
         return
 
+    send_contact_creates(to_create, by_number, numbers, shared, assign)
+
+
+def send_contact_creates(
+    to_create: list[str],
+    by_number: dict[str, list[ContactSeeker]],
+    numbers: dict[str, PhoneNumber],
+    shared: ContactLookup,
+    assign: Assign,
+) -> None:
+    """Send one batch create for the reserved numbers; on a 400 for the whole batch, send them one by one."""
+    run_id = shared.run_id
     inputs = [{"properties": new_contact_properties(numbers[e164]), "objectWriteTraceId": e164} for e164 in to_create]
     try:
         result = shared.client.batch_create("contacts", inputs)
+    except HubSpotValidationError as error:
+        if len(to_create) > 1:
+            # Without the per-input errors of a 207 the culprit is unknown; alone, each number is judged alone.
+            for e164 in to_create:
+                send_contact_creates([e164], by_number, numbers, shared, assign)
+            return
+        shared.postgres.release_contact_numbers(shared.portal, to_create, run_id)
+        for item in by_number.pop(to_create[0], []):
+            item.fail("hubspot_contact_rejected", str(error), retryable=False, correlation_id=error.correlation_id)
+        return
     except HubSpotTransientError as error:
         if not error.may_have_applied:
             shared.postgres.release_contact_numbers(shared.portal, to_create, run_id)
             raise
         # The contacts may exist. The reservations stay, so no run creates them again before the search
         # lag has passed and a search can show them.
-        retry_at = datetime.now(UTC) + shared.search_lag
+        retry_at = datetime.now(UTC) + shared.takeover_after
         for e164 in to_create:
             for item in by_number.pop(e164, []):
                 item.fail(
@@ -258,7 +294,7 @@ def create_contacts(
     created = {}
     for contact in result.results:
         e164 = str(contact.get("objectWriteTraceId") or (contact.get("properties") or {}).get("phone"))
-        if e164 in reserved:
+        if e164 in to_create:
             created[e164] = str(contact["id"])
     shared.postgres.remember_contacts(shared.portal, created)
     for e164, contact_id in created.items():

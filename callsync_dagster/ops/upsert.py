@@ -19,7 +19,7 @@ from callsync_dagster.core.hubspot_search import call_search_bodies
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.ops.contact_resolution import ContactLookup, fail_batch_errors, resolve_contacts
 from callsync_dagster.ops.per_item import for_each_open_chunk, open_items
-from callsync_dagster.resources.hubspot import HubSpotClient, HubSpotResource
+from callsync_dagster.resources.hubspot import BatchResult, HubSpotClient, HubSpotResource
 from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTransientError, HubSpotValidationError
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
@@ -247,6 +247,7 @@ def send_call_creates(items: list[CallSyncItem], shared: UpsertContext) -> None:
     shared.postgres.store_call_ids(created)
 
     waiting = {external_id: [item] for external_id, item in by_external_id.items() if item.engagement_id is None}
+    forget_stale_contacts(result, waiting, shared)
     rejected = fail_batch_errors(result, "objectWriteTraceId", waiting, "hubspot_call_rejected")
     shared.postgres.clear_call_requests(
         [by_external_id[external_id].session.id for external_id in rejected if external_id in by_external_id]
@@ -258,6 +259,32 @@ def send_call_creates(items: list[CallSyncItem], shared: UpsertContext) -> None:
                 f"HubSpot's batch create answered without a result or an error for {external_id}",
                 retryable=True,
                 retry_at=datetime.now(UTC) + shared.search_lag,
+            )
+
+
+def forget_stale_contacts(result: BatchResult, waiting: dict[str, list[CallSyncItem]], shared: UpsertContext) -> None:
+    """Retry, with a fresh lookup, the rejected CALLs whose contact came from callsync's number map.
+
+    A contact in the map may have been deleted or merged in HubSpot since; the CALL's association to it is
+    then rejected. The number's map row is dropped and the session retried, so its next attempt searches.
+    """
+    for error in result.errors:
+        for external_id in error.ids("objectWriteTraceId"):
+            items = waiting.get(external_id, [])
+            if not items or items[0].contact_source not in ("map", "run") or items[0].phone_number is None:
+                continue
+            item = waiting.pop(external_id)[0]
+            e164 = item.phone_number.e164 if item.phone_number else ""
+            shared.postgres.forget_contact_numbers(shared.portal, [e164])
+            shared.contacts.contacts_by_number.pop(e164, None)
+            shared.postgres.clear_call_requests([item.session.id])
+            item.contact_id = None
+            item.fail(
+                "hubspot_call_rejected",
+                f"HubSpot rejected the CALL: {error.message}. Its contact came from callsync's number map and may "
+                f"have been deleted or merged, so {e164} is looked up again on the next attempt",
+                retryable=True,
+                correlation_id=error.correlation_id,
             )
 
 

@@ -55,6 +55,8 @@ _MAY_HAVE_APPLIED_STATUSES = frozenset({500, 502, 503, 504, 521, 523, 524})
 _TRANSIENT_STATUSES = frozenset({423, 500, 502, 503, 504, 521, 523, 524})
 # HubSpot's error documentation calls for a wait of at least 2 s after a 423 (record locked during a high-volume sync).
 _LOCKED_MIN_WAIT_SECONDS = 2.0
+# Retries of a 429: with the backoff doubling up to backoff_max_seconds, about two minutes in all.
+_RATE_LIMIT_RETRIES = 8
 # A 477 (the account is moving between data centres) without Retry-After is tried again after this long.
 _MIGRATING_DEFAULT_WAIT_SECONDS = 3600.0
 # A limiter wait longer than this means the account is paused (a daily limit, a 477), not busy: the run
@@ -183,8 +185,11 @@ class HubSpotClient:
 
     def batch_create_associations(
         self, from_type: str, to_type: str, type_id: int, pairs: list[tuple[str, str]]
-    ) -> None:
-        """Associate each (from id, to id) pair with a HubSpot-defined type; repeating a pair does nothing."""
+    ) -> list[tuple[str, str, BatchError]]:
+        """Associate each (from id, to id) pair with a HubSpot-defined type; repeating a pair does nothing.
+
+        Returns the pairs HubSpot rejected (a 207), each with its error, so the caller fails only those.
+        """
         path = PATHS["associations_batch_create"].format(from_type=from_type, to_type=to_type)
         inputs = [
             {
@@ -197,15 +202,11 @@ class HubSpotClient:
             for from_id, to_id in pairs
         ]
         result = _batch_result(self._request("POST", path, json={"inputs": inputs}, idempotent=True))
-        if result.errors:
-            first = result.errors[0]
-            raise HubSpotValidationError(
-                f"{len(result.errors)} of {len(pairs)} {from_type} to {to_type} associations failed: {first.message}",
-                category=first.category,
-                correlation_id=first.correlation_id,
-                method="POST",
-                path=path,
-            )
+        rejected = []
+        for error in result.errors:
+            for from_id, to_id in zip(error.ids("fromObjectId"), error.ids("toObjectId"), strict=False):
+                rejected.append((from_id, to_id, error))
+        return rejected
 
     # Owners
 
@@ -275,7 +276,13 @@ class HubSpotClient:
             if isinstance(failure, HubSpotPausedError):
                 self._limiter.pause((failure.resume_at - datetime.now(UTC)).total_seconds(), str(failure))
                 raise failure
-            if not self._should_retry(failure, idempotent) or attempt > self._max_retries:
+            # A 429 storm outlasts a few quick retries; it gets a longer budget, so sessions are not failed for it.
+            budget = (
+                max(self._max_retries, _RATE_LIMIT_RETRIES)
+                if isinstance(failure, HubSpotRateLimitError)
+                else self._max_retries
+            )
+            if not self._should_retry(failure, idempotent) or attempt > budget:
                 raise failure
             delay = self._backoff_seconds(attempt, failure, wait)
             if isinstance(failure, HubSpotRateLimitError):
@@ -288,7 +295,7 @@ class HubSpotClient:
                 path,
                 failure.message,
                 attempt,
-                self._max_retries,
+                budget,
                 delay,
             )
             time.sleep(delay)

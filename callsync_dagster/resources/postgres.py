@@ -471,25 +471,40 @@ class PostgresResource(ConfigurableResource):
         with self.connection() as conn:
             return [row["id"] for row in conn.execute(query, params).fetchall()]
 
-    def release_claims_of_run(self, run_id: str, reason: str, retry_in_minutes: float) -> list[str]:
-        """Fail the sessions a dead or failed run still holds, as retryable, so none stays `syncing`.
+    def release_claims_of_run(
+        self, run_id: str, reason: str, max_attempts: int, initial_delay_minutes: float, max_delay_minutes: float
+    ) -> list[str]:
+        """Fail the sessions a dead, failed or cancelled run still holds, so none stays `syncing`.
 
-        The attempt stays charged: a session that kills its runs reaches its attempt limit and is parked.
-        A CALL create in flight is safe to retry, because its request time makes the next attempt wait out
+        The attempt stays charged and the retry backs off as any failure's does, so a session that kills
+        every run that claims it reaches `max_attempts` and is parked (failed, no next attempt). A CALL
+        create in flight is safe to retry, because its request time makes the next attempt wait out
         HubSpot's search lag.
         """
         query = sql.SQL(
             "WITH released AS ("
-            "  UPDATE {table} SET sync_status = 'failed', sync_reason_code = 'run_failed', sync_reason = %(reason)s,"
+            "  UPDATE {table} SET sync_status = 'failed', sync_reason_code = 'run_failed',"
+            "  sync_reason = CASE WHEN sync_attempts >= %(max_attempts)s"
+            "    THEN %(reason)s || '; no attempts left, so it is parked: replay it once the cause is fixed'"
+            "    ELSE %(reason)s END,"
             "  last_error = %(reason)s, sync_claim_run_id = NULL, sync_claimed_at = NULL,"
-            "  sync_next_attempt_at = now() + make_interval(secs => %(retry)s * 60), updated_at = now()"
+            "  sync_next_attempt_at = CASE WHEN sync_attempts >= %(max_attempts)s THEN NULL"
+            "    ELSE now() + make_interval(secs => 60 * least(%(initial)s * power(2, greatest(sync_attempts - 1, 0)),"
+            "    %(max_delay)s)) END,"
+            "  updated_at = now()"
             "  WHERE sync_claim_run_id = %(run_id)s AND sync_status = 'syncing'"
             "  RETURNING id"
             ") "
             "INSERT INTO {log} (call_session_id, run_id, action, error)"
             " SELECT id, %(run_id)s, 'run_failed', %(reason)s FROM released RETURNING call_session_id::text AS id"
         ).format(table=self._table("telavox_call_sessions"), log=self._table("callsync_sync_log"))
-        params = {"run_id": run_id, "reason": reason, "retry": retry_in_minutes}
+        params = {
+            "run_id": run_id,
+            "reason": reason,
+            "max_attempts": max_attempts,
+            "initial": initial_delay_minutes,
+            "max_delay": max_delay_minutes,
+        }
         with self.connection() as conn:
             return [row["id"] for row in conn.execute(query, params).fetchall()]
 
@@ -587,6 +602,16 @@ class PostgresResource(ConfigurableResource):
         params = {"portal": portal, "numbers": list(numbers), "run_id": run_id, "stale": stale_after_seconds}
         with self.connection() as conn:
             return {row["phone_e164"] for row in conn.execute(query, params).fetchall()}
+
+    def forget_contact_numbers(self, portal: str, numbers: Sequence[str]) -> None:
+        """Drop map rows whose contact HubSpot no longer has, so the next lookup searches again."""
+        if not numbers:
+            return
+        query = sql.SQL("DELETE FROM {} WHERE portal = %(portal)s AND phone_e164 = ANY(%(numbers)s)").format(
+            self._table("callsync_contact_numbers")
+        )
+        with self.connection() as conn:
+            conn.execute(query, {"portal": portal, "numbers": list(numbers)})
 
     def release_contact_numbers(self, portal: str, numbers: Sequence[str], run_id: str) -> None:
         """Drop this run's reservations for creates that HubSpot refused, so the next attempt need not wait."""

@@ -187,7 +187,7 @@ class SharedRateLimiter:
         assert row is not None, "callsync_reserve_rate_slot returns one row"
         wait, reserved, reason = float(row[0]), bool(row[1]), row[2]
         if not reserved:
-            raise LimiterPaused(wait, str(reason or "a pause"))
+            raise LimiterPaused(wait, str(reason or "the rate-limit window is full"))
         if wait > 0:
             self._sleep(wait)
         return max(wait, 0.0)

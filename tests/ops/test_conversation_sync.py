@@ -255,7 +255,11 @@ def test_crash_after_deal_create_finds_deal_by_marker(
         standin,
         {
             "deals": [
-                {"properties": {"dealname": f"Anna \N{EN DASH} Offert · {conversation_marker(conversation_id, SyncType.DEAL)}"}}
+                {
+                    "properties": {
+                        "dealname": f"Anna \N{EN DASH} Offert · {conversation_marker(conversation_id, SyncType.DEAL)}"
+                    }
+                }
             ]
         },
     )["deals"][0]

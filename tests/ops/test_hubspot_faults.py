@@ -226,7 +226,7 @@ def test_contact_create_answer_lost_gives_one_contact(
 
     search_lag(0)
     db.execute(
-        "UPDATE callsync_contact_numbers SET requested_at = now() - interval '2 minutes' WHERE phone_e164 = %s",
+        "UPDATE callsync_contact_numbers SET requested_at = now() - interval '10 minutes' WHERE phone_e164 = %s",
         ("+46735551234",),
     )
     assert run_sync_job(session_ids=[first_call, second_call]).success
@@ -401,3 +401,66 @@ def test_concurrent_runs_share_new_numbers_one_contact_each(
     assert contacts_per_phone(standin) == Counter(dict.fromkeys(numbers, 1))
     assert {session_row(db, session_id)["sync_status"] for session_id in session_ids} == {"synced"}
     assert set(calls_per_external_id(standin).values()) == {1}
+
+
+def test_bad_association_fails_only_its_session(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    # A CALL the application logged, whose session names a deal that no longer exists.
+    logged_call = httpx.post(
+        f"{standin.url}/_standin/seed", json={"calls": [{"properties": {"hs_timestamp": "2026-04-03T07:00:30.646Z"}}]}
+    ).json()["calls"][0]
+    poisoned = insert_session(from_number="070-900 00 01", hubspot_engagement_id=logged_call, hubspot_deal_id="777777")
+    healthy = [insert_session(from_number=f"070-900 00 1{index}") for index in range(3)]
+
+    assert run_sync_job().success
+
+    assert {session_row(db, session_id)["sync_status"] for session_id in healthy} == {"synced"}
+    row = session_row(db, poisoned)
+    assert (row["sync_status"], row["sync_reason_code"]) == ("failed", "hubspot_association_rejected")
+    assert "777777" in row["sync_reason"]
+
+
+def test_deleted_contact_in_number_map_is_looked_up_again(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    # The number map points at a contact that was deleted in HubSpot.
+    db.execute(
+        "INSERT INTO callsync_contact_numbers (portal, phone_e164, contact_id, state) VALUES ('default', %s, '424242', 'known')",
+        ("+46709990002",),
+    )
+    session_id = insert_session(from_number="070-999 00 02")
+
+    assert run_sync_job().success
+    row = session_row(db, session_id)
+    assert (row["sync_status"], row["sync_reason_code"]) == ("failed", "hubspot_call_rejected")
+    assert row["sync_next_attempt_at"] is not None
+    assert not db.execute("SELECT 1 FROM callsync_contact_numbers WHERE phone_e164 = '+46709990002'").fetchall()
+
+    assert run_sync_job(session_ids=[session_id]).success
+
+    row = session_row(db, session_id)
+    contacts = standin_objects(standin, "contacts")
+    assert row["sync_status"] == "synced"
+    assert [contact["id"] for contact in contacts] == [row["hubspot_contact_id"]]
+
+
+def test_contact_batch_rejected_whole_is_sent_one_by_one(
+    run_sync_job: Callable[..., ExecuteInProcessResult],
+    insert_session: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    session_ids = [insert_session(from_number=f"070-910 00 0{index}") for index in range(3)]
+    add_fault(standin, status=400, path=CONTACTS_BATCH_CREATE, method="POST")
+
+    assert run_sync_job().success
+
+    assert {session_row(db, session_id)["sync_status"] for session_id in session_ids} == {"synced"}
+    assert len(standin_objects(standin, "contacts")) == 3

@@ -233,7 +233,8 @@ def test_ten_secondly_429_gives_up_after_retries(client: HubSpotClient, standin:
         client.batch_create("contacts", contact_inputs("Limited"))
 
     assert raised.value.policy_name == "TEN_SECONDLY_ROLLING"
-    assert client.request_count == MAX_RETRIES + 1
+    # A 429 gets a longer retry budget than other failures: a storm must outlast it to fail the request.
+    assert client.request_count == max(MAX_RETRIES, 8) + 1
     assert standin_objects(standin, "contacts") == []
 
 
@@ -317,7 +318,7 @@ def test_association_create_links_both_directions(client: HubSpotClient, standin
     assert client.batch_read_associations("calls", "contacts", [call]) == {call: {contact: {hs.CALL_TO_CONTACT}}}
 
 
-def test_association_create_missing_target_raises(client: HubSpotClient, standin: StandinServer) -> None:
+def test_association_create_reports_missing_target(client: HubSpotClient, standin: StandinServer) -> None:
     seeded = seed_standin(
         standin,
         {
@@ -327,10 +328,13 @@ def test_association_create_missing_target_raises(client: HubSpotClient, standin
     )
     call, contact = seeded["calls"][0], seeded["contacts"][0]
 
-    with pytest.raises(HubSpotValidationError) as raised:
-        client.batch_create_associations("calls", "contacts", hs.CALL_TO_CONTACT, [(call, contact), (call, "999999")])
+    rejected = client.batch_create_associations(
+        "calls", "contacts", hs.CALL_TO_CONTACT, [(call, contact), (call, "999999")]
+    )
 
-    assert "1 of 2 calls to contacts associations failed" in str(raised.value)
+    assert [(from_id, to_id) for from_id, to_id, _ in rejected] == [(call, "999999")]
+    assert "999999" in rejected[0][2].message
+    assert contact in {str(link["id"]) for link in standin_objects(standin, "calls")[0]["associations"]["contacts"]}
 
 
 # Owners

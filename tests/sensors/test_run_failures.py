@@ -47,3 +47,26 @@ def test_failed_run_releases_its_sessions(
     assert row["sync_next_attempt_at"] is not None
     assert [entry["action"] for entry in sync_log(db, held)] == ["run_failed"]
     assert session_row(db, other)["sync_status"] == "pending"
+
+
+def test_session_that_kills_its_runs_is_parked(
+    insert_session: Callable[..., str], db: psycopg.Connection[Any], postgres: PostgresResource
+) -> None:
+    poison = insert_session()
+    settings = CallSyncSettings(max_attempts=3)
+
+    for attempt in range(1, 5):
+        db.execute(
+            "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second' WHERE id = %s",
+            (poison,),
+        )
+        claimed = postgres.claim_due_sessions(f"run-{attempt}", 10, 0, 30, settings.max_attempts)
+        if not claimed:
+            break
+        postgres.release_claims_of_run(
+            f"run-{attempt}", "run died", settings.max_attempts, settings.retry_initial_delay_minutes, 360
+        )
+
+    row = session_row(db, poison)
+    assert (row["sync_status"], row["sync_attempts"], row["sync_next_attempt_at"]) == ("failed", 3, None)
+    assert "no attempts left" in row["sync_reason"]

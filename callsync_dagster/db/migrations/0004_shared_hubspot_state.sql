@@ -42,6 +42,10 @@ BEGIN
     SELECT coalesce(array_agg(sent ORDER BY sent), '{}') INTO kept
     FROM unnest(earlier) AS sent WHERE sent > now_at - window_size;
 
+    -- A pause that has ended explains nothing: a refusal then means a full window.
+    IF paused IS NULL OR paused <= now_at THEN
+        pause_reason := NULL;
+    END IF;
     slot := greatest(now_at, coalesce(paused, now_at));
     IF cardinality(kept) >= p_max_requests THEN
         -- The window may hold max_requests - 1 others: wait until the max_requests-th newest leaves it.
