@@ -56,8 +56,10 @@ def test_session_that_kills_its_runs_is_parked(
     settings = CallSyncSettings(max_attempts=3)
 
     for attempt in range(1, 5):
+        # Let the backoff pass; a parked session has no next attempt to bring forward.
         db.execute(
-            "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second' WHERE id = %s",
+            "UPDATE telavox_call_sessions SET sync_next_attempt_at = now() - interval '1 second'"
+            " WHERE id = %s AND (sync_status = 'pending' OR sync_next_attempt_at IS NOT NULL)",
             (poison,),
         )
         claimed = postgres.claim_due_sessions(f"run-{attempt}", 10, 0, 30, settings.max_attempts)
