@@ -160,6 +160,19 @@ class ConversationStore:
         with self._postgres.connection() as conn:
             conn.execute(query, {"id": conversation})
 
+    def release_claims_of_run(self, run_id: str, reason: str, max_attempts: int, retry_in_minutes: float) -> int:
+        """Fail the conversations a failed or cancelled run still holds, as the call sessions' release does."""
+        query = sql.SQL(
+            "UPDATE {} SET sync_status = 'failed', sync_reason_code = 'run_failed', sync_reason = %(reason)s,"
+            " sync_claim_run_id = NULL, sync_claimed_at = NULL, updated_at = now(),"
+            " sync_next_attempt_at = CASE WHEN sync_attempts >= %(max_attempts)s THEN NULL"
+            "   ELSE now() + make_interval(secs => %(retry)s * 60) END"
+            " WHERE sync_claim_run_id = %(run_id)s AND sync_status = 'syncing'"
+        ).format(self._table("conversations"))
+        params = {"run_id": run_id, "reason": reason, "max_attempts": max_attempts, "retry": retry_in_minutes}
+        with self._postgres.connection() as conn:
+            return conn.execute(query, params).rowcount
+
     # Writing the outcome
 
     def record_outcome(

@@ -12,13 +12,14 @@ from dagster import (
 )
 
 from callsync_dagster.environment import int_from_environment
-from callsync_dagster.jobs import backfill_calls_by_day, sync_calls_to_hubspot
+from callsync_dagster.jobs import backfill_calls_by_day, sync_calls_to_hubspot, sync_conversations_to_hubspot
+from callsync_dagster.resources.conversation_store import ConversationStore
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 
 
 @run_failure_sensor(
-    monitored_jobs=[sync_calls_to_hubspot, backfill_calls_by_day],
+    monitored_jobs=[sync_calls_to_hubspot, backfill_calls_by_day, sync_conversations_to_hubspot],
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=int_from_environment("CALLSYNC_SENSOR_INTERVAL_SECONDS", 30),
     description="Fires when a sync run fails (a crash, a killed worker that run monitoring noticed): fails the "
@@ -34,7 +35,7 @@ def release_sessions_of_failed_runs(
 
 @run_status_sensor(
     run_status=DagsterRunStatus.CANCELED,
-    monitored_jobs=[sync_calls_to_hubspot, backfill_calls_by_day],
+    monitored_jobs=[sync_calls_to_hubspot, backfill_calls_by_day, sync_conversations_to_hubspot],
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=int_from_environment("CALLSYNC_SENSOR_INTERVAL_SECONDS", 30),
     description="Fires when a sync run is cancelled: fails the sessions it still holds as retryable.",
@@ -50,5 +51,14 @@ def release(postgres: PostgresResource, settings: CallSyncSettings, run_id: str,
     released = postgres.release_claims_of_run(
         run_id, reason, settings.max_attempts, settings.retry_initial_delay_minutes, settings.retry_max_delay_minutes
     )
-    if released:
-        log.warning("Run %s ended holding %d call sessions; they are retried later: %s", run_id, len(released), reason)
+    conversations = ConversationStore(postgres).release_claims_of_run(
+        run_id, reason, settings.max_attempts, settings.retry_initial_delay_minutes
+    )
+    if released or conversations:
+        log.warning(
+            "Run %s ended holding %d call sessions and %d conversations; they are retried later: %s",
+            run_id,
+            len(released),
+            conversations,
+            reason,
+        )
