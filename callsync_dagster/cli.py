@@ -20,9 +20,19 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("CALLSYNC_DB_SCHEMA", "public"),
         help="schema holding the call tables (default: CALLSYNC_DB_SCHEMA or public)",
     )
-    failed = commands.add_parser("failed", help="list the call sessions that failed for good, with their errors")
+    failed = commands.add_parser(
+        "failed",
+        help="list the call sessions that failed for good, with their errors",
+        description="List the call sessions that failed for good (no next attempt), newest first, with their "
+        "reasons. Reads the database in CALLSYNC_DATABASE_URL.",
+    )
     failed.add_argument("--limit", type=int, default=50, help="how many to list, newest first (default 50)")
-    replay = commands.add_parser("replay", help="make failed call sessions due again, with a fresh attempt count")
+    replay = commands.add_parser(
+        "replay",
+        help="make failed call sessions due again, with a fresh attempt count",
+        description="Make failed call sessions due again with a fresh attempt count; the sensor syncs them. "
+        "Writes to the database in CALLSYNC_DATABASE_URL.",
+    )
     chosen = replay.add_mutually_exclusive_group(required=True)
     chosen.add_argument("session_ids", nargs="*", default=[], help="telavox_call_sessions ids to replay")
     chosen.add_argument("--all-failed", action="store_true", help="replay every failed session")

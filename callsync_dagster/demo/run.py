@@ -225,7 +225,7 @@ def print_report(
     print("(pending: calls still in progress, or ended minutes ago and waiting for their transcript)")
     print()
     print(f"Dagster runs:        {runs}")
-    print(f"HubSpot requests:    {requests.get('total', '?')}")
+    print(f"HubSpot requests:    {requests.get('total', '?')} (the call runs)")
     print(f"Time taken:          {seconds:.1f} s")
     print("Open the runs, their logs and the session table with `make ui`.")
 

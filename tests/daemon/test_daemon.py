@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
+from dagster._core.scheduler.instigation import TickStatus
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -131,10 +133,14 @@ def fetch_config(run: DagsterRun) -> dict[str, Any]:
 
 
 def sensor_ticks_after(instance: DagsterInstance, timestamp: float) -> list[Any]:
-    """Return the sensor's ticks that started after `timestamp` (seconds since the epoch), newest first."""
+    """Return the sensor's finished ticks that started after `timestamp` (seconds since the epoch), newest first.
+
+    A tick still being evaluated has no outcome yet, so it is left out.
+    """
     for state in instance.all_instigator_state():
         if state.instigator_name == SENSOR_NAME:
-            return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=timestamp))
+            ticks = instance.get_ticks(state.instigator_origin_id, state.selector_id, after=timestamp)
+            return [tick for tick in ticks if tick.status != TickStatus.STARTED]
     return []
 
 
@@ -294,7 +300,7 @@ def test_killed_run_sessions_recovered(
     # The run-failure sensor hands back both sessions the dead run held, long before their lease expires.
     released = [
         daemon.wait_until(
-            lambda session_id=session_id: row_when(db, session_id, lambda row: row["sync_status"] != "syncing"),
+            partial(row_when, db, session_id, lambda row: row["sync_status"] != "syncing"),
             STEP_TIMEOUT_SECONDS,
             "the run-failure sensor to release the sessions",
         )
