@@ -32,6 +32,8 @@ class ConversationSyncItem:
     note_id: str | None = None
     task_id: str | None = None
     log: list[SyncLogEntry] = field(default_factory=list)
+    # The deals, notes and tasks created or found in this run; their sync_history rows are already written.
+    created: list[SyncLogEntry] = field(default_factory=list)
     outcome: SessionOutcome | None = None
     claim_lost: bool = False
 

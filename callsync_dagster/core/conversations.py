@@ -487,8 +487,9 @@ def conversation_marker(conversation_id: str, kind: SyncType) -> str:
 def marker_search_filter(marker: str, kind: SyncType) -> dict[str, str]:
     """Build the search filter that finds an object by its marker.
 
-    NOTE: HubSpot does not document how CONTAINS_TOKEN splits text into tokens. The marker is therefore
-    written with whitespace on both sides, and every hit must be confirmed with text_has_marker.
+    NOTE: HubSpot does not document how CONTAINS_TOKEN splits text into tokens, nor whether note and task
+    bodies are searchable that way. The marker is therefore a single word set apart by whitespace (or the end
+    of the deal name), and every hit must be confirmed with text_has_marker.
     """
     return {"propertyName": MARKER_PROPERTIES[kind], "operator": "CONTAINS_TOKEN", "value": marker}
 

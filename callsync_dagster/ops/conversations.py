@@ -30,7 +30,7 @@ from callsync_dagster.core.conversations import (
     task_associations,
     text_has_marker,
 )
-from callsync_dagster.core.models import SyncStatus
+from callsync_dagster.core.models import SyncLogEntry, SyncStatus
 from callsync_dagster.core.retry_policy import next_attempt_at
 from callsync_dagster.ops.contact_resolution import ContactLookup, resolve_contacts
 from callsync_dagster.ops.per_item import for_each_open_item
@@ -79,7 +79,8 @@ def fetch_conversations(
         missing = set(config.conversation_ids) - {conversation.conversation_id for conversation in conversations}
         for conversation_id in sorted(missing):
             context.log.warning(
-                "Conversation %s was not claimed: it does not exist, is synced, or another run holds it",
+                "Conversation %s was not claimed: it does not exist, is not done, is synced, is not due yet, or another "
+                "run holds it",
                 conversation_id,
             )
     else:
@@ -117,6 +118,13 @@ def enrich_conversations(
         else:
             item.identity = identity
         if item.insights is None:
+            # The analysis can land after the conversation is marked done; a positive one must not lose its
+            # task for that, so a conversation without insights waits as long as a call waits for its transcript.
+            created_at = item.conversation.created_at or datetime.now(UTC)
+            ready_at = created_at + timedelta(minutes=settings.transcript_wait_minutes)
+            if ready_at > datetime.now(UTC):
+                item.defer("insights_pending", "the conversation has no insights yet; waiting for them", ready_at)
+                return
             item.record("insights_missing", detail={"conversation_id": item.conversation.conversation_id})
 
     for_each_open_item(batch, "enrich", enrich_one, context.log)
@@ -178,7 +186,7 @@ def upsert_conversations(
         )
         if draft.stage.fell_back:
             item.record(
-                "deal_stage_fallback",
+                "stage_fallback",
                 detail={"insight_stage": draft.stage.insight_value, "stage": draft.stage.stage},
             )
         if (
@@ -219,12 +227,28 @@ def upsert_conversations(
 
 
 def find_contact(item: ConversationSyncItem, shared: ConversationUpsert) -> None:
-    """Give the conversation its contact: prefilled, by phone number (the call workflow's lookup), or by email."""
-    if item.conversation.hubspot_contact_id or (item.identity and item.identity.phone):
+    """Give the conversation its contact, trying its contact details in order.
+
+    The call's external number goes through the call workflow's lookup (number map, search, reserved
+    create). Without it, a collected email comes before a collected number, because a number typed from
+    speech is more often wrong.
+    """
+    identity = item.identity
+    external = bool(identity and identity.lookups and identity.lookups[0].source == "external_number")
+    if item.conversation.hubspot_contact_id or external or (identity and identity.phone and not identity.email):
         resolve_contacts([item], shared.contacts)
         return
-    assert item.identity is not None and item.identity.email, "enrich skips a conversation without contact details"
-    email = item.identity.email
+    if identity is not None and identity.email and identity.phone:
+        if find_contact_by_email(item, identity.email, shared, create=False):
+            return
+        resolve_contacts([item], shared.contacts)
+        return
+    assert identity is not None and identity.email, "enrich skips a conversation without contact details"
+    find_contact_by_email(item, identity.email, shared, create=True)
+
+
+def find_contact_by_email(item: ConversationSyncItem, email: str, shared: ConversationUpsert, *, create: bool) -> bool:
+    """Find the contact with this email, or create it when `create`; return whether the item has a contact."""
     found = shared.client.search(
         "contacts",
         {
@@ -244,23 +268,26 @@ def find_contact(item: ConversationSyncItem, shared: ConversationUpsert) -> None
     if matching:
         item.contact_id = matching[0]
         item.record("contact_matched", hubspot_object_id=item.contact_id, detail={"email": email})
-        return
+        return True
+    if not create:
+        return False
     if shared.batch.dry_run:
         item.record("contact_would_be_created", detail={"email": email})
-        return
+        return True
     # HubSpot keeps emails unique, so a create repeated after a lost answer gets a 409 naming the contact.
     created = shared.client.batch_create("contacts", [{"properties": {"email": email}, "objectWriteTraceId": email}])
     if created.results:
         item.contact_id = str(created.results[0]["id"])
         item.record("contact_created", hubspot_object_id=item.contact_id, detail={"email": email})
-        return
+        return True
     error = created.errors[0]
     existing = error.message.rsplit("Existing ID:", 1)[-1].strip() if "Existing ID:" in error.message else None
     if existing:
         item.contact_id = existing
         item.record("contact_matched", hubspot_object_id=existing, detail={"email": email, "from": "409"})
-        return
+        return True
     item.fail("hubspot_contact_rejected", f"HubSpot rejected the contact {email}: {error.message}", retryable=False)
+    return False
 
 
 def read_contact(item: ConversationSyncItem, shared: ConversationUpsert) -> None:
@@ -302,8 +329,10 @@ def create_once(
         found = find_by_marker(kind, conversation_marker(conversation.conversation_id, kind), shared.client)
         if found:
             item.set_object_id(kind, found)
-            item.record(f"{kind.value}_found_existing", hubspot_object_id=found)
-            shared.store.store_object_id(conversation.id, kind, found)
+            if not shared.batch.dry_run:
+                entry = SyncLogEntry(action=f"{kind.value}_found_existing", hubspot_object_id=found)
+                shared.store.store_object_id(conversation, kind, found, entry, shared.batch.run_id)
+                item.created.append(entry)
             return found
         lag = timedelta(seconds=shared.settings.search_lag_seconds)
         if requested_at + lag > datetime.now(UTC):
@@ -318,7 +347,8 @@ def create_once(
     if shared.batch.dry_run:
         context.log.info("Dry run: would create a %s for conversation %s", kind.value, conversation.conversation_id)
         item.record(f"{kind.value}_would_be_created")
-        return None
+        # A stand-in id lets the dry run go on to report the objects that hang on this one.
+        return "dry-run"
 
     if not shared.store.record_request(conversation.id, shared.batch.run_id, kind, shared.settings.claim_lease_minutes):
         item.claim_lost = True
@@ -357,9 +387,11 @@ def create_once(
         )
         return None
     object_id = str(result.results[0]["id"])
-    shared.store.store_object_id(conversation.id, kind, object_id)
+    # The id and its sync_history row are written together now, not at write-back, so neither is lost.
+    entry = SyncLogEntry(action=f"{kind.value}_created", hubspot_object_id=object_id)
+    shared.store.store_object_id(conversation, kind, object_id, entry, shared.batch.run_id)
     item.set_object_id(kind, object_id)
-    item.record(f"{kind.value}_created", hubspot_object_id=object_id)
+    item.created.append(entry)
     return object_id
 
 
@@ -386,6 +418,9 @@ def write_back_conversations(
     now = datetime.now(UTC)
     for item in batch.items:
         if item.claim_lost:
+            # Another run holds the conversation now; what this run did still goes into its audit trail.
+            if not batch.dry_run:
+                store.insert_history(item.conversation, batch.run_id, item.log)
             continue
         if item.outcome is None:
             item.fail("internal", "no step decided this conversation's outcome", retryable=True)
@@ -416,7 +451,7 @@ def write_back_conversations(
         for status in (SyncStatus.SYNCED, SyncStatus.SKIPPED, SyncStatus.FAILED)
     }
     created = {
-        kind.value: sum(1 for item in batch.items for entry in item.log if entry.action == f"{kind.value}_created")
+        kind.value: sum(1 for item in batch.items for entry in item.created if entry.action == f"{kind.value}_created")
         for kind in (SyncType.DEAL, SyncType.NOTE, SyncType.TASK)
     }
     summary = {"conversations": len(batch.items), **counts, **{f"{kind}s_created": n for kind, n in created.items()}}

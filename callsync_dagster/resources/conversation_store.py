@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from psycopg import sql
@@ -94,10 +95,11 @@ class ConversationStore:
         self, run_id: str, conversation_ids: Sequence[str], lease_minutes: int, only_due: bool
     ) -> list[Conversation]:
         """Claim the given conversations (by `conversation_id`) unless synced or under another run's live claim."""
+        # A conversation that is not done has no final transcript or insights: never claimed, even by id.
         due_filter = (
             sql.SQL(" AND {due} AND {due_at} <= now()").format(due=_DUE_PREDICATE, due_at=_DUE_AT)
             if only_due
-            else sql.SQL("")
+            else sql.SQL(" AND status = 'done'")
         )
         query = sql.SQL(
             "WITH wanted AS (SELECT id FROM {table} WHERE conversation_id = ANY(%(ids)s) AND sync_status <> 'synced'"
@@ -142,14 +144,52 @@ class ConversationStore:
         with self._postgres.connection() as conn:
             return conn.execute(query, {"id": conversation, "run_id": run_id, "lease": lease_minutes}).rowcount == 1
 
-    def store_object_id(self, conversation: UUID, kind: SyncType, hubspot_id: str) -> None:
-        """Save a created object's id at once, so a crash before write-back cannot lose it."""
+    def store_object_id(
+        self, conversation: Conversation, kind: SyncType, hubspot_id: str, entry: SyncLogEntry, run_id: str
+    ) -> None:
+        """Save a created or found object's id and its `sync_history` row at once, in one transaction.
+
+        Done the moment HubSpot returns the id, so a crash or a lost claim before write-back loses neither
+        the id nor the audit row.
+        """
         column = sql.Identifier(f"hubspot_{kind.value}_id")
         query = sql.SQL("UPDATE {table} SET {column} = coalesce({column}, %(hubspot_id)s) WHERE id = %(id)s").format(
             table=self._table("conversations"), column=column
         )
         with self._postgres.connection() as conn:
-            conn.execute(query, {"id": conversation, "hubspot_id": hubspot_id})
+            conn.execute(query, {"id": conversation.id, "hubspot_id": hubspot_id})
+            self._insert_history(conn, conversation.conversation_id, run_id, [entry])
+
+    def insert_history(self, conversation: Conversation, run_id: str, log_entries: Sequence[SyncLogEntry]) -> None:
+        """Write `sync_history` rows without touching the conversation (a run that lost its claim)."""
+        with self._postgres.connection() as conn:
+            self._insert_history(conn, conversation.conversation_id, run_id, log_entries)
+
+    def _insert_history(
+        self, conn: Any, conversation_id: str, run_id: str, log_entries: Sequence[SyncLogEntry]
+    ) -> None:
+        if not log_entries:
+            return
+        # clock_timestamp, not now(): the rows of one transaction keep the order they were written in.
+        history = sql.SQL(
+            "INSERT INTO {} (conversation_id, sync_type, hubspot_id, data, status, error_message, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp())"
+        ).format(self._table("sync_history"))
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                history,
+                [
+                    (
+                        conversation_id,
+                        history_type(entry.action),
+                        entry.hubspot_object_id,
+                        Jsonb({"action": entry.action, "run_id": run_id, **(entry.detail or {})}),
+                        "failed" if entry.error else "success",
+                        entry.error,
+                    )
+                    for entry in log_entries
+                ],
+            )
 
     def clear_request(self, conversation: UUID, kind: SyncType) -> None:
         """Forget the request time of a create HubSpot rejected outright: nothing was created."""
@@ -205,27 +245,9 @@ class ConversationStore:
             "contact_id": outcome.hubspot_contact_id,
             "charge_attempt": outcome.charge_attempt,
         }
-        history = sql.SQL(
-            "INSERT INTO {} (conversation_id, sync_type, hubspot_id, data, status, error_message)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
-        ).format(self._table("sync_history"))
         with self._postgres.connection() as conn:
             updated = conn.execute(query, params).rowcount == 1
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    history,
-                    [
-                        (
-                            conversation.conversation_id,
-                            history_type(entry.action),
-                            entry.hubspot_object_id,
-                            Jsonb({"action": entry.action, "run_id": run_id, **(entry.detail or {})}),
-                            "failed" if entry.error else "success",
-                            entry.error,
-                        )
-                        for entry in log_entries
-                    ],
-                )
+            self._insert_history(conn, conversation.conversation_id, run_id, log_entries)
         return updated
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from dagster import DagsterInstance, ExecuteInProcessResult
@@ -188,7 +189,7 @@ def test_unknown_stage_falls_back_and_is_recorded(
     assert run_conversations(CallSyncSettings(deal_default_stage="presentationscheduled")).success
 
     assert standin_objects(standin, "deals")[0]["properties"]["dealstage"] == "presentationscheduled"
-    fallback = [entry for entry in history(db, conversation_id) if entry["data"]["action"] == "deal_stage_fallback"]
+    fallback = [entry for entry in history(db, conversation_id) if entry["data"]["action"] == "stage_fallback"]
     assert fallback and fallback[0]["data"]["insight_stage"] == "väntar på budget"
 
 
@@ -321,3 +322,84 @@ def test_not_done_conversation_waits(
 
     assert run_conversations().output_for_node("write_back_conversations")["conversations"] == 0
     assert conversation_row(db, conversation_id)["sync_status"] == "pending"
+
+
+def test_deal_history_kept_when_note_fails(
+    run_conversations: Callable[..., ExecuteInProcessResult],
+    insert_conversation: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    conversation_id = insert_conversation(insights={"sentiment": "positive"})
+    httpx.post(
+        f"{standin.url}/_standin/faults",
+        json={"status": 500, "count": 1, "path": "/crm/v3/objects/notes/batch/create", "method": "POST"},
+    ).raise_for_status()
+
+    assert run_conversations().success
+
+    row = conversation_row(db, conversation_id)
+    deal_id = standin_objects(standin, "deals")[0]["id"]
+    assert (row["sync_status"], row["hubspot_deal_id"]) == ("failed", deal_id)
+    assert ("deal", deal_id, "success") in {
+        (entry["sync_type"], entry["hubspot_id"], entry["status"]) for entry in history(db, conversation_id)
+    }
+
+
+def test_collected_email_comes_before_collected_number(
+    run_conversations: Callable[..., ExecuteInProcessResult],
+    insert_conversation: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    anna = seed_standin(standin, {"contacts": [{"properties": {"email": "anna@solkraft.se", "firstname": "Anna"}}]})[
+        "contacts"
+    ][0]
+    conversation_id = insert_conversation(
+        external_number=None, collected={"epost": "anna@solkraft.se", "telefon": "070-555 12 34"}, insights={}
+    )
+
+    assert run_conversations().success
+
+    assert conversation_row(db, conversation_id)["hubspot_contact_id"] == anna
+    assert len(standin_objects(standin, "contacts")) == 1
+
+
+def test_unfinished_conversation_not_claimed_by_id(
+    run_conversations: Callable[..., ExecuteInProcessResult],
+    insert_conversation: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    conversation_id = insert_conversation(status="in-progress", insights={"sentiment": "positive"})
+
+    assert run_conversations(conversation_ids=[conversation_id]).success
+
+    assert conversation_row(db, conversation_id)["sync_status"] == "pending"
+    assert not standin_objects(standin, "deals")
+
+
+def test_dry_run_reports_whole_conversation(
+    run_conversations: Callable[..., ExecuteInProcessResult],
+    insert_conversation: Callable[..., str],
+) -> None:
+    insert_conversation(insights={"sentiment": "positive"})
+
+    summary = run_conversations(dry_run=True).output_for_node("write_back_conversations")
+
+    assert (summary["synced"], summary["failed"], summary["deals_created"]) == (1, 0, 0)
+
+
+def test_recent_conversation_without_insights_waits(
+    run_conversations: Callable[..., ExecuteInProcessResult],
+    insert_conversation: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+) -> None:
+    conversation_id = insert_conversation(insights=None)
+
+    assert run_conversations().success
+
+    row = conversation_row(db, conversation_id)
+    assert (row["sync_status"], row["sync_reason_code"], row["sync_attempts"]) == ("failed", "insights_pending", 0)
+    assert not standin_objects(standin, "deals")
