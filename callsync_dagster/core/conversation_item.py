@@ -25,7 +25,7 @@ class ConversationSyncItem:
     portal: str = ""
     owner_id: str | None = None
     contact_id: str | None = None
-    # Where contact_id came from: prefilled, map, run, search or created.
+    # The source of contact_id: prefilled, map, run, search or created.
     contact_source: str | None = None
     contact_label: str | None = None
     deal_id: str | None = None

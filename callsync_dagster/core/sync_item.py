@@ -26,7 +26,7 @@ class CallSyncItem:
     owner_id: str | None = None
     call_properties: dict[str, str] | None = None
     contact_id: str | None = None
-    # Where contact_id came from: prefilled, map, run, search or created.
+    # The source of contact_id: prefilled, map, run, search or created.
     contact_source: str | None = None
     company_id: str | None = None
     engagement_id: str | None = None

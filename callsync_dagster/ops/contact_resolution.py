@@ -48,7 +48,7 @@ class ContactSeeker(Failable, Protocol):
     """An item that needs the contact of one phone number, unless its contact is already known."""
 
     contact_id: str | None
-    # Where contact_id came from: prefilled, map, run, search or created.
+    # The source of contact_id: prefilled, map, run, search or created.
     contact_source: str | None
 
     @property
@@ -66,7 +66,7 @@ class ContactSeeker(Failable, Protocol):
 
 @dataclass
 class ContactLookup:
-    """What the contact lookups of one run and portal share."""
+    """State that the contact lookups of one run and portal share."""
 
     run_id: str
     dry_run: bool
@@ -173,7 +173,7 @@ def defer_creates_in_flight(
     """Put off the sessions whose number has a contact create in flight, sent within the search lag.
 
     Searching could not show that contact yet, and creating one would make a duplicate. The create may be
-    another run's, or an earlier chunk's of this run whose answer was lost.
+    another run's, or an earlier chunk's of this run whose response was lost.
     """
     now = datetime.now(UTC)
     for e164, row in mapped.items():

@@ -118,8 +118,8 @@ def enrich_conversations(
         else:
             item.identity = identity
         if item.insights is None:
-            # The analysis can land after the conversation is marked done; a positive one must not lose its
-            # task for that, so a conversation without insights waits as long as a call waits for its transcript.
+            # The analysis can land after the conversation is marked done. A positive one must not lose its task
+            # because of that, so a conversation without insights waits as long as a call waits for its transcript.
             created_at = item.conversation.created_at or datetime.now(UTC)
             ready_at = created_at + timedelta(minutes=settings.transcript_wait_minutes)
             if ready_at > datetime.now(UTC):
@@ -133,7 +133,7 @@ def enrich_conversations(
 
 @dataclass
 class ConversationUpsert:
-    """What the conversations of one run share in upsert."""
+    """State that the conversations of one run share in upsert."""
 
     batch: ConversationSyncBatch
     client: HubSpotClient
@@ -274,7 +274,7 @@ def find_contact_by_email(item: ConversationSyncItem, email: str, shared: Conver
     if shared.batch.dry_run:
         item.record("contact_would_be_created", detail={"email": email})
         return True
-    # HubSpot keeps emails unique, so a create repeated after a lost answer gets a 409 naming the contact.
+    # HubSpot keeps emails unique, so a create repeated after a lost response gets a 409 naming the contact.
     created = shared.client.batch_create("contacts", [{"properties": {"email": email}, "objectWriteTraceId": email}])
     if created.results:
         item.contact_id = str(created.results[0]["id"])
@@ -396,7 +396,7 @@ def create_once(
 
 
 def find_by_marker(kind: SyncType, marker: str, client: HubSpotClient) -> str | None:
-    """Return the lowest id among objects whose marker property holds `marker` as a whole word."""
+    """Return the lowest id among objects whose marker property contains `marker` as a whole word."""
     search_filter = marker_search_filter(marker, kind)
     results = client.search(
         _OBJECT_TYPES[kind],
