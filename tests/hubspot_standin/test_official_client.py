@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hubspot import HubSpot
+from hubspot.crm import deals as sdk_deals
 from hubspot.crm.associations.v4 import AssociationSpec as V4AssociationSpec
 from hubspot.crm.associations.v4 import (
     BatchInputPublicAssociationMultiPost,
@@ -35,6 +37,8 @@ from hubspot.crm.contacts import (
 from hubspot.crm.contacts import SimplePublicObjectBatchInputForCreate as ContactBatchInput
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate as ContactInput
 from hubspot.crm.deals import SimplePublicObjectInputForCreate as DealInput
+from hubspot.crm.objects import notes as sdk_notes
+from hubspot.crm.objects import tasks as sdk_tasks
 from hubspot.crm.objects.calls import ApiException as CallsApiException
 from hubspot.crm.objects.calls import (
     AssociationSpec,
@@ -58,6 +62,7 @@ from hubspot.crm.objects.tasks import PublicAssociationsForObject as TaskAssocia
 from hubspot.crm.objects.tasks import PublicObjectId as TaskPublicObjectId
 from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskInput
 
+from callsync_dagster.core.conversations import SyncType, conversation_marker, marker_search_filter
 from callsync_dagster.hubspot_standin import StandinServer, StandinState
 
 TOKEN = "standin-sdk-token"
@@ -552,3 +557,96 @@ def test_v4_batch_create_call_to_deal(hubspot: HubSpot, seeded: dict[str, str], 
     assert pair.labels == []
     assert [result.to_object_id for result in companies.results] == [seeded["company"]]
     assert [(r.to_object_id, [t.type_id for t in r.association_types]) for r in linked.results] == [(call["id"], [205])]
+
+
+# The conversation workflow's objects: batch create with associations, marker search, batch read.
+
+
+def _conversation_objects() -> list[tuple[SyncType, str, Any, Any]]:
+    return [
+        (SyncType.DEAL, "deals", sdk_deals, lambda client: client.crm.deals),
+        (SyncType.NOTE, "notes", sdk_notes, lambda client: client.crm.objects.notes),
+        (SyncType.TASK, "tasks", sdk_tasks, lambda client: client.crm.objects.tasks),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "object_type", "module", "api_of"), _conversation_objects(), ids=["deals", "notes", "tasks"]
+)
+def test_conversation_object_create_search_read(
+    hubspot: HubSpot, server: StandinServer, kind: SyncType, object_type: str, module: Any, api_of: Any
+) -> None:
+    contact_id = server.state.create_object("contacts", {"properties": {"firstname": "Anna", "phone": "+46701234567"}})[
+        "id"
+    ]
+    marker = conversation_marker("conv_sdk_check", kind)
+    properties = {
+        SyncType.DEAL: {
+            "dealname": f"Anna \N{EN DASH} Offert · {marker}",
+            "pipeline": "default",
+            "dealstage": "qualifiedtobuy",
+        },
+        SyncType.NOTE: {
+            "hs_note_body": f"<p>Sammanfattning</p><p>callsync reference: {marker} </p>",
+            "hs_timestamp": "2026-12-04T09:00:00Z",
+        },
+        SyncType.TASK: {
+            "hs_task_subject": "Följ upp Anna",
+            "hs_task_body": f"<p>Skicka offert</p><p>callsync reference: {marker} </p>",
+            "hs_task_status": "NOT_STARTED",
+            "hs_timestamp": "2026-12-07T08:00:00Z",
+        },
+    }[kind]
+    type_id = {SyncType.DEAL: 3, SyncType.NOTE: 202, SyncType.TASK: 204}[kind]
+    api = api_of(hubspot)
+
+    created = api.batch_api.create(
+        module.BatchInputSimplePublicObjectBatchInputForCreate(
+            inputs=[
+                module.SimplePublicObjectBatchInputForCreate(
+                    properties=properties,
+                    associations=[
+                        module.PublicAssociationsForObject(
+                            to=module.PublicObjectId(id=contact_id),
+                            types=[
+                                module.AssociationSpec(
+                                    association_category="HUBSPOT_DEFINED", association_type_id=type_id
+                                )
+                            ],
+                        )
+                    ],
+                    object_write_trace_id=marker,
+                )
+            ]
+        )
+    )
+    object_id = created.results[0].id
+    search_filter = marker_search_filter(marker, kind)
+    found = api.search_api.do_search(
+        public_object_search_request=module.PublicObjectSearchRequest(
+            filter_groups=[
+                module.FilterGroup(
+                    filters=[
+                        module.Filter(
+                            property_name=search_filter["propertyName"],
+                            operator=search_filter["operator"],
+                            value=search_filter["value"],
+                        )
+                    ]
+                )
+            ],
+            properties=[search_filter["propertyName"]],
+            limit=10,
+        )
+    )
+    read = api.batch_api.read(
+        module.BatchReadInputSimplePublicObjectId(
+            inputs=[module.SimplePublicObjectId(id=object_id)], properties=[search_filter["propertyName"]]
+        )
+    )
+
+    assert [result.id for result in found.results] == [object_id]
+    assert [result.id for result in read.results] == [object_id]
+    assert marker in read.results[0].properties[search_filter["propertyName"]]
+    associations = server.state.get_associations(object_type, object_id, "contacts")
+    assert [str(result["toObjectId"]) for result in associations["results"]] == [contact_id]
