@@ -4,6 +4,7 @@ from dagster import in_process_executor, job
 
 from callsync_dagster.ops.associate import associate
 from callsync_dagster.ops.conversations import (
+    associate_conversations,
     enrich_conversations,
     fetch_conversations,
     upsert_conversations,
@@ -69,4 +70,4 @@ SYNC_CONVERSATIONS_JOB_NAME = "sync_conversations_to_hubspot"
     tags={"callsync/workflow": "conversations"},
 )
 def sync_conversations_to_hubspot() -> None:
-    write_back_conversations(upsert_conversations(enrich_conversations(fetch_conversations())))
+    write_back_conversations(associate_conversations(upsert_conversations(enrich_conversations(fetch_conversations()))))

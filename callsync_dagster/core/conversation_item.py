@@ -34,6 +34,9 @@ class ConversationSyncItem:
     log: list[SyncLogEntry] = field(default_factory=list)
     # The deals, notes and tasks created or found in this run; their sync_history rows are already written.
     created: list[SyncLogEntry] = field(default_factory=list)
+    # The kinds whose object existed before this run (stored id or found by marker): their associations are
+    # checked instead of assumed.
+    adopted: set[SyncType] = field(default_factory=set)
     outcome: SessionOutcome | None = None
     claim_lost: bool = False
 

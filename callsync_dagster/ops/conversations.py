@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, op
 from pydantic import Field, field_validator
 
+from callsync_dagster.core import hubspot_constants as hs
 from callsync_dagster.core.conversation_item import ConversationSyncBatch, ConversationSyncItem
 from callsync_dagster.core.conversations import (
     ConversationSkip,
@@ -219,8 +220,7 @@ def upsert_conversations(
         else:
             item.record("task_not_needed", detail={"sentiment": sentiment})
 
-        if not item.is_done:
-            item.succeed()
+        # associate_conversations checks the objects this run did not create, then marks the item synced.
 
     for_each_open_item(batch, "upsert", upsert_one, context.log)
     return batch
@@ -322,6 +322,7 @@ def create_once(
     stored = getattr(conversation, f"hubspot_{kind.value}_id")
     if stored:
         item.set_object_id(kind, stored)
+        item.adopted.add(kind)
         return str(stored)
 
     requested_at: datetime | None = getattr(conversation, f"hubspot_{kind.value}_requested_at")
@@ -329,6 +330,7 @@ def create_once(
         found = find_by_marker(kind, conversation_marker(conversation.conversation_id, kind), shared.client)
         if found:
             item.set_object_id(kind, found)
+            item.adopted.add(kind)
             if not shared.batch.dry_run:
                 entry = SyncLogEntry(action=f"{kind.value}_found_existing", hubspot_object_id=found)
                 shared.store.store_object_id(conversation, kind, found, entry, shared.batch.run_id)
@@ -408,6 +410,57 @@ def find_by_marker(kind: SyncType, marker: str, client: HubSpotClient) -> str | 
         if text_has_marker((result.get("properties") or {}).get(search_filter["propertyName"]), marker)
     ]
     return min(matching, key=lambda object_id: (len(object_id), object_id)) if matching else None
+
+
+# What each object must hang on: (association target, HubSpot-defined type id).
+_EXPECTED_ASSOCIATIONS = {
+    SyncType.DEAL: (("contacts", hs.DEAL_TO_CONTACT),),
+    SyncType.NOTE: (("contacts", hs.NOTE_TO_CONTACT), ("deals", hs.NOTE_TO_DEAL)),
+    SyncType.TASK: (("contacts", hs.TASK_TO_CONTACT), ("deals", hs.TASK_TO_DEAL)),
+}
+
+
+@op(
+    description="Check that the deals, notes and tasks this run found rather than created hang on the contact and "
+    "deal, add what is missing, and mark the conversations synced."
+)
+def associate_conversations(
+    context: OpExecutionContext, batch: ConversationSyncBatch, hubspot: HubSpotResource
+) -> ConversationSyncBatch:
+    client = hubspot.client
+
+    def associate_one(item: ConversationSyncItem) -> None:
+        # Objects created in this run got their associations inline; one found from an earlier attempt may
+        # predate a contact or deal set since.
+        targets = {"contacts": item.contact_id, "deals": item.deal_id}
+        for kind in sorted(item.adopted):
+            object_id = item.object_id(kind)
+            if not object_id or batch.dry_run:
+                continue
+            for to_type, type_id in _EXPECTED_ASSOCIATIONS[kind]:
+                target = targets[to_type]
+                if not target:
+                    continue
+                existing = client.batch_read_associations(_OBJECT_TYPES[kind], to_type, [object_id])
+                if target in existing.get(object_id, {}):
+                    continue
+                rejected = client.batch_create_associations(
+                    _OBJECT_TYPES[kind], to_type, type_id, [(object_id, target)]
+                )
+                if rejected:
+                    item.fail(
+                        f"hubspot_{kind.value}_association_rejected",
+                        f"HubSpot rejected the association of {kind.value} {object_id} to {to_type} {target}: "
+                        f"{rejected[0][2].message}",
+                        retryable=False,
+                        correlation_id=rejected[0][2].correlation_id,
+                    )
+                    return
+                item.record(f"{kind.value}_association_added", hubspot_object_id=target, detail={"to": to_type})
+        item.succeed()
+
+    for_each_open_item(batch, "associate", associate_one, context.log)
+    return batch
 
 
 @op(description="Write each conversation's status and its sync_history rows; end with a summary of the run.")

@@ -274,7 +274,12 @@ def test_crash_after_deal_create_finds_deal_by_marker(
     assert [deal["id"] for deal in standin_objects(standin, "deals")] == [deal_id]
     row = conversation_row(db, conversation_id)
     assert (row["sync_status"], row["hubspot_deal_id"]) == ("synced", deal_id)
-    assert "deal_found_existing" in [entry["data"]["action"] for entry in history(db, conversation_id)]
+    actions = [entry["data"]["action"] for entry in history(db, conversation_id)]
+    assert "deal_found_existing" in actions
+    # The deal left by the crashed run had no association yet; the run adds it.
+    assert "deal_association_added" in actions
+    deal = standin_objects(standin, "deals")[0]
+    assert associated(deal, "contacts") == {row["hubspot_contact_id"]: {3}}
 
 
 def test_unconfirmed_create_within_lag_is_put_off(
