@@ -408,3 +408,38 @@ def test_recent_conversation_without_insights_waits(
     row = conversation_row(db, conversation_id)
     assert (row["sync_status"], row["sync_reason_code"], row["sync_attempts"]) == ("failed", "insights_pending", 0)
     assert not standin_objects(standin, "deals")
+
+
+@pytest.mark.parametrize("kind", ["deals", "notes", "tasks"])
+def test_create_applied_but_answered_502_not_duplicated(
+    run_conversations: Callable[..., ExecuteInProcessResult],
+    insert_conversation: Callable[..., str],
+    db: psycopg.Connection[Any],
+    standin: StandinServer,
+    kind: str,
+) -> None:
+    conversation_id = insert_conversation(insights={"sentiment": "positive"})
+    httpx.post(
+        f"{standin.url}/_standin/faults",
+        json={
+            "status": 502,
+            "count": 1,
+            "path": f"/crm/v3/objects/{kind}/batch/create",
+            "method": "POST",
+            "apply_request": True,
+        },
+    ).raise_for_status()
+
+    assert run_conversations().success
+    row = conversation_row(db, conversation_id)
+    assert (row["sync_status"], row["sync_reason_code"]) == ("failed", f"hubspot_{kind[:-1]}_create_unconfirmed")
+    # The retry comes once the search lag has passed.
+    db.execute(
+        f"UPDATE conversations SET sync_next_attempt_at = now() - interval '1 second',"
+        f" hubspot_{kind[:-1]}_requested_at = now() - interval '2 minutes' WHERE conversation_id = %s",
+        (conversation_id,),
+    )
+    assert run_conversations().success
+
+    assert conversation_row(db, conversation_id)["sync_status"] == "synced"
+    assert [len(standin_objects(standin, name)) for name in ("deals", "notes", "tasks")] == [1, 1, 1]
