@@ -1,4 +1,4 @@
-"""What every workflow's unit of work has: its contact, its sync log and its outcome."""
+"""The part every workflow's unit of work shares: its contact, its sync log and its outcome."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class WorkItem:
         return self.outcome is not None or self.claim_lost
 
     def learnt_ids(self) -> dict[str, str | None]:
-        """The HubSpot ids an outcome keeps, as SessionOutcome fields."""
+        """Return the HubSpot ids an outcome keeps, as SessionOutcome fields."""
         return {"hubspot_contact_id": self.contact_id}
 
     def record(self, action: str, **details: Any) -> None:
