@@ -27,17 +27,18 @@ from callsync_dagster.core.conversations import (
     find_contact_identity,
     is_positive_sentiment,
     marker_search_filter,
+    new_contact_properties,
     note_associations,
     task_associations,
     text_has_marker,
 )
 from callsync_dagster.core.models import SyncLogEntry, SyncStatus
-from callsync_dagster.core.retry_policy import next_attempt_at
+from callsync_dagster.core.retry_policy import retry_time
 from callsync_dagster.ops.contact_resolution import ContactLookup, resolve_contacts
 from callsync_dagster.ops.per_item import for_each_open_item
 from callsync_dagster.resources.conversation_store import ConversationStore
 from callsync_dagster.resources.hubspot import HubSpotClient, HubSpotResource
-from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTransientError
+from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTransientError, existing_id_in
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 
@@ -275,13 +276,14 @@ def find_contact_by_email(item: ConversationSyncItem, email: str, shared: Conver
         item.record("contact_would_be_created", detail={"email": email})
         return True
     # HubSpot keeps emails unique, so a create repeated after a lost response gets a 409 naming the contact.
-    created = shared.client.batch_create("contacts", [{"properties": {"email": email}, "objectWriteTraceId": email}])
+    properties = new_contact_properties(item.identity) if item.identity else {"email": email}
+    created = shared.client.batch_create("contacts", [{"properties": properties, "objectWriteTraceId": email}])
     if created.results:
         item.contact_id = str(created.results[0]["id"])
         item.record("contact_created", hubspot_object_id=item.contact_id, detail={"email": email})
         return True
     error = created.errors[0]
-    existing = error.message.rsplit("Existing ID:", 1)[-1].strip() if "Existing ID:" in error.message else None
+    existing = existing_id_in(error.message)
     if existing:
         item.contact_id = existing
         item.record("contact_matched", hubspot_object_id=existing, detail={"email": email, "from": "409"})
@@ -478,18 +480,14 @@ def write_back_conversations(
         if item.outcome is None:
             item.fail("internal", "no step decided this conversation's outcome", retryable=True)
         assert item.outcome is not None
-        retry_at = None
-        if item.outcome.status is SyncStatus.FAILED and item.outcome.retryable:
-            attempts = item.conversation.sync_attempts if item.outcome.charge_attempt else 1
-            retry_at = next_attempt_at(
-                now,
-                attempts,
-                settings.max_attempts,
-                settings.retry_initial_delay_minutes,
-                settings.retry_max_delay_minutes,
-            )
-            if item.outcome.retry_at is not None and (retry_at is not None or not item.outcome.charge_attempt):
-                retry_at = max(item.outcome.retry_at, retry_at or now)
+        retry_at = retry_time(
+            item.outcome,
+            item.conversation.sync_attempts,
+            now,
+            settings.max_attempts,
+            settings.retry_initial_delay_minutes,
+            settings.retry_max_delay_minutes,
+        )
         if item.outcome.status is not SyncStatus.SYNCED:
             context.log.info("%s %s: %s", item.label, item.outcome.status.value, item.outcome.reason)
         if not batch.dry_run and not store.record_outcome(

@@ -7,7 +7,7 @@ import psycopg
 from dagster import Failure, MetadataValue, OpExecutionContext, Output, op
 
 from callsync_dagster.core.models import SyncStatus
-from callsync_dagster.core.retry_policy import next_attempt_at
+from callsync_dagster.core.retry_policy import retry_time
 from callsync_dagster.core.sync_item import CallSyncBatch, CallSyncItem
 from callsync_dagster.resources.hubspot import HubSpotResource
 from callsync_dagster.resources.postgres import OutcomeToWrite, PostgresResource
@@ -40,7 +40,14 @@ def write_back(
             # bug, so it is failed rather than left claimed.
             item.fail("internal", "no step decided this session's outcome", retryable=True)
         assert item.outcome is not None
-        retry_at = retry_time(item, now, settings)
+        retry_at = retry_time(
+            item.outcome,
+            item.session.sync_attempts,
+            now,
+            settings.max_attempts,
+            settings.retry_initial_delay_minutes,
+            settings.retry_max_delay_minutes,
+        )
         if item.outcome.status is not SyncStatus.SYNCED:
             context.log.info(
                 "Call session %s %s: %s%s",
@@ -131,23 +138,6 @@ def write_back(
             "sessions_table": MetadataValue.md(sessions_table(batch.items)),
         },
     )
-
-
-def retry_time(item: CallSyncItem, now: datetime, settings: CallSyncSettings) -> datetime | None:
-    """Return when a failed session is tried again: its own time if it names one, else the backoff's."""
-    outcome = item.outcome
-    if outcome is None or outcome.status is not SyncStatus.FAILED or not outcome.retryable:
-        return None
-    # An attempt that is not charged (an outage of the account) waits the first delay again.
-    attempts = item.session.sync_attempts if outcome.charge_attempt else 1
-    backoff = next_attempt_at(
-        now, attempts, settings.max_attempts, settings.retry_initial_delay_minutes, settings.retry_max_delay_minutes
-    )
-    if outcome.retry_at is None:
-        return backoff
-    if backoff is None and outcome.charge_attempt:
-        return None  # out of attempts
-    return outcome.retry_at if backoff is None else max(outcome.retry_at, backoff if outcome.charge_attempt else now)
 
 
 def status_text(item: CallSyncItem) -> str:

@@ -9,6 +9,12 @@ from typing import Any
 _EXISTING_ID_PATTERN = re.compile(r"Existing ID:\s*(\d+)")
 
 
+def existing_id_in(message: str) -> str | None:
+    """Return the id HubSpot names in a conflict message ("Contact already exists. Existing ID: 123")."""
+    match = _EXISTING_ID_PATTERN.search(message)
+    return match.group(1) if match else None
+
+
 class HubSpotError(Exception):
     """A HubSpot request failed; `status` is None when no HTTP response arrived."""
 
@@ -61,8 +67,7 @@ class HubSpotConflictError(HubSpotError):
 
     @property
     def existing_id(self) -> str | None:
-        match = _EXISTING_ID_PATTERN.search(self.message)
-        return match.group(1) if match else None
+        return existing_id_in(self.message)
 
 
 class HubSpotRateLimitError(HubSpotError):

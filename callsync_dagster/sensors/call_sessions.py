@@ -1,6 +1,5 @@
 """The sensor that launches a sync run when call sessions become due."""
 
-import hashlib
 import time
 
 from dagster import (
@@ -19,24 +18,20 @@ from callsync_dagster.environment import int_from_environment
 from callsync_dagster.jobs import sync_calls_to_hubspot
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
+from callsync_dagster.sensors.run_keys import run_key
 
 
 def call_sync_run_key(sessions: list[CallSession], lease_minutes: int, now: float) -> str:
-    """Build a run key that is stable while the same sessions wait, and changes when they need another run.
+    """Build the run key of a batch of sessions (see run_keys.run_key).
 
-    It covers each session's id, attempt count and `updated_at`: a claim or an outcome changes them, so a
-    retry gets a new key, and so does a row the application rewrote. It also covers the current lease
-    period, because Dagster never relaunches a key it has seen and a run that died before it claimed
-    anything must not block its sessions for ever. The runs claim with `only_due`, so a second run for the
-    same sessions takes only those still due and never retries one early.
+    The runs claim with `only_due`, so a second run for the same sessions takes only those still due and
+    never retries one early.
     """
-    lease_period = int(now // (lease_minutes * 60))
-    fingerprint = ",".join(
+    fingerprints = [
         f"{session.id}:{session.sync_attempts}:{session.updated_at.isoformat() if session.updated_at else ''}"
-        for session in sorted(sessions, key=lambda s: str(s.id))
-    )
-    digest = hashlib.sha256(f"{fingerprint}|{lease_period}".encode()).hexdigest()[:24]
-    return f"calls-{digest}"
+        for session in sessions
+    ]
+    return run_key("calls", fingerprints, lease_minutes, now)
 
 
 # Runs of this sensor that are waiting or running; another tick adds runs only up to the limit.

@@ -1,6 +1,5 @@
 """The sensor that launches a conversation sync run when ElevenLabs conversations are done and unsynced."""
 
-import hashlib
 import time
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
@@ -10,6 +9,7 @@ from callsync_dagster.jobs import sync_conversations_to_hubspot
 from callsync_dagster.resources.conversation_store import ConversationStore
 from callsync_dagster.resources.postgres import PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
+from callsync_dagster.sensors.run_keys import run_key
 
 MAX_CONVERSATIONS_PER_RUN = 50
 
@@ -27,20 +27,21 @@ def conversations_due_sensor(
     due = ConversationStore(postgres).find_due(MAX_CONVERSATIONS_PER_RUN)
     if not due:
         return SkipReason("No conversations are due.")
-    # The same run key scheme as the calls': a retry or a rewritten row gets a new key, and so does a new
-    # lease period, so a run that died before claiming anything cannot block its conversations.
-    lease_period = int(time.time() // (settings.claim_lease_minutes * 60))
-    fingerprint = ",".join(
-        f"{conversation.conversation_id}:{conversation.sync_attempts}:"
-        f"{conversation.updated_at.isoformat() if conversation.updated_at else ''}"
-        for conversation in sorted(due, key=lambda conversation: conversation.conversation_id)
+    key = run_key(
+        "conversations",
+        [
+            f"{conversation.conversation_id}:{conversation.sync_attempts}:"
+            f"{conversation.updated_at.isoformat() if conversation.updated_at else ''}"
+            for conversation in due
+        ],
+        settings.claim_lease_minutes,
+        time.time(),
     )
-    run_key = "conversations-" + hashlib.sha256(f"{fingerprint}|{lease_period}".encode()).hexdigest()[:24]
     ids = [conversation.conversation_id for conversation in due]
     return SensorResult(
         run_requests=[
             RunRequest(
-                run_key=run_key,
+                run_key=key,
                 run_config={"ops": {"fetch_conversations": {"config": {"conversation_ids": ids, "only_due": True}}}},
                 tags={"callsync/trigger": "sensor", "callsync/conversations": str(len(ids))},
             )
