@@ -3,8 +3,8 @@
 A real `dagster-daemon` runs the code location with default settings (sensor every 30 s, Dagster's default
 run queue) over a Postgres-backed instance, and the HubSpot stand-in runs in a process of its own with
 HubSpot's Free limits. Call sessions arrive steadily, each eligible the moment it is inserted (ended, with
-its transcript). The latency of a session is the CALL's `createdAt` in the stand-in minus the insert time;
-the median, 95th percentile and maximum are printed as `latency.seconds_p95: value` lines.
+its transcript). The latency of a session is the CALL's `createdAt` in the stand-in minus the insert time.
+The median, 95th percentile and maximum are printed as `latency.seconds_p95: value` lines.
 """
 
 from __future__ import annotations

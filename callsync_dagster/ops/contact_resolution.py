@@ -1,9 +1,9 @@
 """Find or create the HubSpot contact of each phone number, once per number, for any workflow.
 
 The call workflow's upsert and the conversation workflow's upsert both use this. A number goes through
-callsync's number map (no request for a number seen before), then one search for many numbers confirmed
-on the client, then one batch create under a reservation in the map, so one number gets one contact even
-across concurrent runs and within HubSpot's search lag.
+callsync's number map first, so a number seen before costs no request. Then comes one search for many
+numbers, confirmed on the client, and one batch create under a reservation in the map. So one number gets
+one contact, even across concurrent runs and within HubSpot's search lag.
 """
 
 from collections import defaultdict
@@ -20,8 +20,8 @@ from callsync_dagster.resources.hubspot_errors import HubSpotError, HubSpotTrans
 from callsync_dagster.resources.postgres import ContactNumber, PostgresResource
 from callsync_dagster.resources.settings import CallSyncSettings
 
-# A reservation is stamped before the create waits for the rate limiter (up to 120 s), retries a refusal and
-# waits for its answer (30 s). Another run takes it over only after this much more than the search lag, so a
+# A reservation is stamped before the create waits for the rate limiter (up to 120 s), retries a rejected
+# request and waits for the response (30 s). Another run takes it over only after this much more than the search lag, so a
 # create still on its way is never repeated.
 IN_FLIGHT_MARGIN_SECONDS = 300.0
 
@@ -196,7 +196,7 @@ def search_contacts(numbers: list[PhoneNumber], shared: ContactLookup) -> dict[s
     HubSpot's calculated phone properties have undocumented normalisation, so a hit counts only when its
     `phone` or `mobilephone` normalises to the number searched.
     """
-    wanted = {number.e164 for number in numbers}
+    searched = {number.e164 for number in numbers}
     confirmed: dict[str, list[str]] = defaultdict(list)
     for body in contact_search_bodies(
         [number.national_significant_number for number in numbers], shared.settings.contact_search
@@ -206,7 +206,7 @@ def search_contacts(numbers: list[PhoneNumber], shared: ContactLookup) -> dict[s
             stored_numbers = set()
             for name in ("phone", "mobilephone"):
                 stored = normalize_phone_number(properties.get(name), shared.settings.default_region)
-                if isinstance(stored, PhoneNumber) and stored.e164 in wanted:
+                if isinstance(stored, PhoneNumber) and stored.e164 in searched:
                     stored_numbers.add(stored.e164)
             for e164 in stored_numbers:
                 confirmed[e164].append(str(contact["id"]))
@@ -306,7 +306,7 @@ def send_contact_creates(
         for item in by_number.pop(e164):
             item.fail(
                 "hubspot_contact_missing",
-                f"HubSpot's batch create answered without a result or an error for {e164}",
+                f"HubSpot's batch create returned neither a result nor an error for {e164}",
                 retryable=True,
             )
 

@@ -1,9 +1,9 @@
 """The legacy workflow's ops: ElevenLabs conversations to a HubSpot contact, deal, note and follow-up task.
 
-The steps mirror the call workflow's (fetch, enrich, upsert, write-back) and share its parts: the claims and
-leases, the contact lookup by phone number (ops/contact_resolution.py), the step runners that keep one
-failure from failing the others (ops/per_item.py), the retry policy and the HubSpot client with its shared
-rate limits. What is new is the deal, the note and the task, each created at most once per conversation.
+The steps mirror the call workflow's (fetch, enrich, upsert, associate, write-back) and share its parts.
+Those are the claims and leases, the contact lookup by phone number (ops/contact_resolution.py), the step
+runners that keep one failure from failing the others (ops/per_item.py), the retry policy, and the HubSpot
+client with its shared rate limits. What is new is the deal, the note and the task, each created at most once per conversation.
 """
 
 from dataclasses import dataclass, field
@@ -414,7 +414,7 @@ def find_by_marker(kind: SyncType, marker: str, client: HubSpotClient) -> str | 
     return min(matching, key=lambda object_id: (len(object_id), object_id)) if matching else None
 
 
-# What each object must hang on: (association target, HubSpot-defined type id).
+# The associations each object must have: (target object type, HubSpot-defined type id).
 _EXPECTED_ASSOCIATIONS = {
     SyncType.DEAL: (("contacts", hs.DEAL_TO_CONTACT),),
     SyncType.NOTE: (("contacts", hs.NOTE_TO_CONTACT), ("deals", hs.NOTE_TO_DEAL)),
@@ -473,7 +473,7 @@ def write_back_conversations(
     now = datetime.now(UTC)
     for item in batch.items:
         if item.claim_lost:
-            # Another run holds the conversation now; what this run did still goes into its audit trail.
+            # Another run has the conversation now, but what this run did still goes into its audit trail.
             if not batch.dry_run:
                 store.insert_history(item.conversation, batch.run_id, item.log)
             continue

@@ -71,8 +71,8 @@ def upsert(
         find_primary_companies(open_items(chunk), shared)
         build_calls(open_items(chunk), shared)
         create_calls(open_items(chunk), shared, context)
-        # The bodies hold whole transcripts; once the CALLs exist they are not needed, so a run's memory
-        # holds one chunk of them, however many sessions it has.
+        # The bodies contain whole transcripts and are not needed once the CALLs exist. Dropping them keeps
+        # one chunk of them in a run's memory, however many sessions the run has.
         for item in chunk:
             item.call_properties = None
 
@@ -135,7 +135,7 @@ def create_calls(items: list[CallSyncItem], shared: UpsertContext, context: OpEx
     """Create each session's CALL unless it has one, without ever creating two.
 
     HubSpot has no idempotency key. A CALL id stored on the session is used first. A session whose create
-    was sent before (its request time is stored) is looked up by `hs_call_external_id`; because search
+    was sent before (its request time is stored) is looked up by `hs_call_external_id`. Because search
     lags behind creates, it is created again only once that request is older than the search lag.
     A session never sent needs no lookup: the request time is committed before any create is sent.
     """
@@ -181,16 +181,16 @@ def create_calls(items: list[CallSyncItem], shared: UpsertContext, context: OpEx
             log_dry_run_call(item, context)
         return
 
-    held = shared.postgres.record_call_requests(
+    still_claimed = shared.postgres.record_call_requests(
         shared.batch.run_id, [item.session.id for item in to_create], shared.settings.claim_lease_minutes
     )
     for item in to_create:
-        if item.session.id not in held:
+        if item.session.id not in still_claimed:
             item.claim_lost = True
             context.log.warning(
                 "Call session %s: the claim was lost before the CALL create; not creating", item.session.id
             )
-    send_call_creates([item for item in to_create if item.session.id in held], shared)
+    send_call_creates([item for item in to_create if item.session.id in still_claimed], shared)
 
 
 def send_call_creates(items: list[CallSyncItem], shared: UpsertContext) -> None:
@@ -256,7 +256,7 @@ def send_call_creates(items: list[CallSyncItem], shared: UpsertContext) -> None:
         for item in leftover:
             item.fail(
                 "hubspot_call_missing",
-                f"HubSpot's batch create answered without a result or an error for {external_id}",
+                f"HubSpot's batch create returned neither a result nor an error for {external_id}",
                 retryable=True,
                 retry_at=datetime.now(UTC) + shared.search_lag,
             )
@@ -290,12 +290,12 @@ def forget_stale_contacts(result: BatchResult, waiting: dict[str, list[CallSyncI
 
 def search_calls(external_ids: list[str], client: HubSpotClient) -> dict[str, list[str]]:
     """Return the CALL ids per external id, oldest (lowest id) first, matching the external id exactly."""
-    wanted = set(external_ids)
+    expected_ids = set(external_ids)
     found: dict[str, list[str]] = defaultdict(list)
     for body in call_search_bodies(external_ids):
         for call in client.search("calls", body):
             external_id = (call.get("properties") or {}).get(hs.CALL_EXTERNAL_ID_PROPERTY)
-            if external_id in wanted:
+            if external_id in expected_ids:
                 found[external_id].append(str(call["id"]))
     return {key: sorted(set(ids), key=lambda call_id: (len(call_id), call_id)) for key, ids in found.items()}
 

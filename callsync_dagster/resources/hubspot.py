@@ -186,7 +186,8 @@ class HubSpotClient:
     def batch_create_associations(
         self, from_type: str, to_type: str, type_id: int, pairs: list[tuple[str, str]]
     ) -> list[tuple[str, str, BatchError]]:
-        """Associate each (from id, to id) pair with a HubSpot-defined type; repeating a pair does nothing.
+        """Associate each (from id, to id) pair with a HubSpot-defined type. A pair already associated is
+        expected to stay a single association, as in the stand-in.
 
         Returns the pairs HubSpot rejected (a 207), each with its error, so the caller fails only those.
         """

@@ -630,7 +630,7 @@ class PostgresResource(ConfigurableResource):
         """Before a CALL create is sent: stamp the request time and renew the lease; return the held sessions.
 
         Committed before the request, so that whatever happens next (a timeout, a crash, a kill) the next
-        attempt knows a CALL may exist and waits out HubSpot's search lag before creating another. The
+        attempt treats a CALL as possibly existing and waits out HubSpot's search lag before creating another. The
         renewed lease keeps other runs off the sessions while the create is in flight.
         """
         if not session_ids:
@@ -653,7 +653,7 @@ class PostgresResource(ConfigurableResource):
     def store_call_ids(self, call_ids: dict[UUID, str]) -> None:
         """Save CALL ids the moment HubSpot returns them, so a crash before write-back cannot lose them.
 
-        Written whoever holds the claim now: the CALL exists either way. An id already stored is kept.
+        Written whichever run has the claim now, because the CALL exists either way. An id already stored is kept.
         """
         if not call_ids:
             return

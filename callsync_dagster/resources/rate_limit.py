@@ -24,7 +24,7 @@ RequestKind = Literal["general", "search"]
 
 GENERAL_WINDOW_SECONDS = 10.0
 SEARCH_WINDOW_SECONDS = 1.0
-# A request sent at the edge of a window can reach HubSpot a little later than the next one; planning each
+# A request sent at the edge of a window can reach HubSpot a little later than the next one. Planning each
 # window 2% longer than HubSpot's keeps that jitter from turning into a 429, at a 2% cost in throughput.
 WINDOW_MARGIN = 1.02
 
@@ -39,7 +39,7 @@ class LimiterPaused(Exception):
 
 
 class RateLimiter(Protocol):
-    """What the HubSpot client needs from a limiter."""
+    """The interface the HubSpot client needs from a limiter."""
 
     def acquire(self, kind: RequestKind, max_wait_seconds: float = float("inf")) -> float:
         """Block until one more request of `kind` fits and return the seconds waited, or raise
@@ -51,7 +51,7 @@ class RateLimiter(Protocol):
         ...
 
     def lower_general_limit(self, max_requests: int) -> None:
-        """Use a smaller general limit than configured, as HubSpot's X-HubSpot-RateLimit-Max says."""
+        """Use a smaller general limit than configured, as HubSpot's X-HubSpot-RateLimit-Max header reports."""
         ...
 
 
@@ -141,9 +141,9 @@ class SharedRateLimiter:
 
     Each request costs one round trip to `callsync_reserve_rate_slot` (migration 0004), which reserves a
     send time under a row lock and returns the wait. The database's clock is the only clock, so processes
-    on different machines agree. The general bucket is keyed by a hash of the token (HubSpot's burst limit
-    is per app), the search bucket by the portal (HubSpot's search limit is per account); the token itself
-    is never stored.
+    on different machines agree. The general bucket is keyed by a hash of the token, because HubSpot's burst
+    limit is per app. The search bucket is keyed by the portal, because the search limit is per account.
+    The token itself is never stored.
     """
 
     def __init__(

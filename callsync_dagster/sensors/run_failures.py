@@ -38,7 +38,7 @@ def release_sessions_of_failed_runs(
     monitored_jobs=[sync_calls_to_hubspot, backfill_calls_by_day, sync_conversations_to_hubspot],
     default_status=DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=int_from_environment("CALLSYNC_SENSOR_INTERVAL_SECONDS", 30),
-    description="Fires when a sync run is cancelled: fails the sessions it still holds as retryable.",
+    description="Fires when a sync run is cancelled: fails its remaining sessions and conversations as retryable.",
 )
 def release_sessions_of_cancelled_runs(
     context: RunStatusSensorContext, postgres: PostgresResource, settings: CallSyncSettings

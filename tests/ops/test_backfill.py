@@ -91,23 +91,23 @@ def test_backfill_requeues_deleted_call(
     postgres: PostgresResource,
     hubspot: HubSpotResource,
 ) -> None:
-    kept = insert_session(from_number="070-100 00 08", **started("2026-11-23T10:00:00+01:00"))
+    existing_call_session = insert_session(from_number="070-100 00 08", **started("2026-11-23T10:00:00+01:00"))
     assert run_day("2026-11-23", dagster_instance, postgres, hubspot).success
     # A CALL id that HubSpot no longer has, as after someone deleted the CALL.
-    gone = insert_session(
+    deleted_call_session = insert_session(
         from_number="070-100 00 09", hubspot_engagement_id="987654", **started("2026-11-23T11:00:00+01:00")
     )
-    db.execute("UPDATE telavox_call_sessions SET sync_status = 'synced' WHERE id = %s", (gone,))
+    db.execute("UPDATE telavox_call_sessions SET sync_status = 'synced' WHERE id = %s", (deleted_call_session,))
 
     result = run_day("2026-11-23", dagster_instance, postgres, hubspot)
 
     assert result.success
     counts = result.output_for_node("reconcile_day")
     assert (counts["calls_checked"], counts["calls_deleted"], counts["requeued"]) == (2, 1, 1)
-    row = session_row(db, gone)
+    row = session_row(db, deleted_call_session)
     assert (row["sync_status"], row["hubspot_engagement_id"]) == ("pending", None)
-    assert [entry["action"] for entry in sync_log(db, gone)] == ["call_deleted_requeued"]
-    assert session_row(db, kept)["sync_status"] == "synced"
+    assert [entry["action"] for entry in sync_log(db, deleted_call_session)] == ["call_deleted_requeued"]
+    assert session_row(db, existing_call_session)["sync_status"] == "synced"
 
 
 def test_backfill_reports_deleted_without_requeue(
@@ -117,14 +117,14 @@ def test_backfill_reports_deleted_without_requeue(
     postgres: PostgresResource,
     hubspot: HubSpotResource,
 ) -> None:
-    gone = insert_session(hubspot_engagement_id="987654", **started("2026-11-24T11:00:00+01:00"))
-    db.execute("UPDATE telavox_call_sessions SET sync_status = 'synced' WHERE id = %s", (gone,))
+    deleted_call_session = insert_session(hubspot_engagement_id="987654", **started("2026-11-24T11:00:00+01:00"))
+    db.execute("UPDATE telavox_call_sessions SET sync_status = 'synced' WHERE id = %s", (deleted_call_session,))
 
     result = run_day("2026-11-24", dagster_instance, postgres, hubspot, requeue_deleted=False)
 
     counts = result.output_for_node("reconcile_day")
     assert (counts["calls_deleted"], counts["requeued"]) == (1, 0)
-    assert session_row(db, gone)["sync_status"] == "synced"
+    assert session_row(db, deleted_call_session)["sync_status"] == "synced"
     output = next(
         event
         for event in result.all_events

@@ -56,7 +56,7 @@ def test_create_applied_but_timed_out_found_not_duplicated(
     standin: StandinServer,
 ) -> None:
     session_ids = [insert_session(from_number=f"070-300 00 {index:02d}") for index in range(3)]
-    # HubSpot creates the CALLs but the answer never arrives within the client's timeout.
+    # HubSpot creates the CALLs but the response never arrives within the client's timeout.
     add_fault(standin, path=CALLS_BATCH_CREATE, method="POST", apply_request=True, delay_seconds=3)
     impatient = HubSpotResource(
         access_token=STANDIN_TOKEN,
@@ -118,7 +118,7 @@ def test_unconfirmed_create_waits_out_search_lag(
     assert session_row(db, session_id)["sync_status"] == "synced"
 
 
-def test_create_not_found_after_lag_window_is_sent_again(
+def test_unapplied_create_sent_again_after_lag(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
     db: psycopg.Connection[Any],
@@ -161,7 +161,7 @@ def test_run_killed_between_create_and_write_back(
     db_schema: str,
 ) -> None:
     session_ids = [insert_session(from_number=f"070-400 00 {index:02d}") for index in range(4)]
-    # The create is applied, then held, so the run is still waiting for the answer when it is killed.
+    # The create is applied, then held, so the run is still waiting for the response when it is killed.
     add_fault(standin, path=CALLS_BATCH_CREATE, method="POST", apply_request=True, delay_seconds=60)
     environment = {
         **os.environ,
@@ -210,7 +210,7 @@ def test_contact_create_answer_lost_gives_one_contact(
     search_lag: Callable[[float], None],
 ) -> None:
     first_call = insert_session(from_number="073-555 12 34")
-    # The contact is created but the connection drops before the answer; search cannot see it yet.
+    # The contact is created but the connection drops before the response, and search cannot see it yet.
     add_fault(standin, path=CONTACTS_BATCH_CREATE, method="POST", apply_request=True, drop_connection=True)
     search_lag(3600)
     assert run_sync_job().success
@@ -239,7 +239,7 @@ def test_contact_create_answer_lost_gives_one_contact(
         assert row["hubspot_contact_id"] == contact_id
 
 
-def test_same_new_number_twice_in_batch_gives_one_contact(
+def test_repeated_new_number_one_contact(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
     db: psycopg.Connection[Any],
@@ -424,7 +424,7 @@ def test_bad_association_fails_only_its_session(
     assert "777777" in row["sync_reason"]
 
 
-def test_deleted_contact_in_number_map_is_looked_up_again(
+def test_deleted_mapped_contact_looked_up(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
     db: psycopg.Connection[Any],
@@ -451,7 +451,7 @@ def test_deleted_contact_in_number_map_is_looked_up_again(
     assert [contact["id"] for contact in contacts] == [row["hubspot_contact_id"]]
 
 
-def test_contact_batch_rejected_whole_is_sent_one_by_one(
+def test_rejected_contact_batch_sent_singly(
     run_sync_job: Callable[..., ExecuteInProcessResult],
     insert_session: Callable[..., str],
     db: psycopg.Connection[Any],

@@ -22,9 +22,9 @@ def test_failed_run_releases_its_sessions(
     # A run that fails (here on bad config), whose claims stand in for those of a worker that died.
     failed = run_sync_job(session_ids=["not-a-uuid"])
     assert not failed.success
-    held = insert_session()
+    claimed_session = insert_session()
     other = insert_session()
-    postgres.claim_sessions_by_id(failed.run_id, [held], lease_minutes=30)
+    postgres.claim_sessions_by_id(failed.run_id, [claimed_session], lease_minutes=30)
     failure_event = failed.get_run_failure_event()
     run = dagster_instance.get_run_by_id(failed.run_id)
     assert run is not None
@@ -39,13 +39,13 @@ def test_failed_run_releases_its_sessions(
     ) as context:
         release_sessions_of_failed_runs(context.for_run_failure())
 
-    row = session_row(db, held)
+    row = session_row(db, claimed_session)
     assert row["sync_status"] == "failed"
     assert row["sync_reason_code"] == "run_failed"
     assert failed.run_id in row["sync_reason"]
     assert row["sync_claim_run_id"] is None
     assert row["sync_next_attempt_at"] is not None
-    assert [entry["action"] for entry in sync_log(db, held)] == ["run_failed"]
+    assert [entry["action"] for entry in sync_log(db, claimed_session)] == ["run_failed"]
     assert session_row(db, other)["sync_status"] == "pending"
 
 
